@@ -1,0 +1,5 @@
+#pragma once
+#include <ATen/core/Tensor.h>
+namespace frcnn_fast {
+void check_box_area_inputs(const at::Tensor& boxes);
+}

@@ -1,0 +1,24 @@
+#include "clip_boxes.h"
+
+#include <torch/library.h>
+
+#include <cmath>
+
+#include "common/checks.h"
+
+namespace frcnn_fast {
+
+void check_clip_boxes_inputs(const at::Tensor& boxes, double height, double width) {
+  check_boxes(boxes, "boxes");
+  TORCH_CHECK(
+      std::isfinite(height) && height >= 0, "height must be finite and >= 0, got ", height);
+  TORCH_CHECK(std::isfinite(width) && width >= 0, "width must be finite and >= 0, got ", width);
+}
+
+TORCH_LIBRARY_FRAGMENT(frcnn_fast, m) {
+  m.def(
+      "clip_boxes(Tensor boxes, float height, float width) -> Tensor",
+      {at::Tag::pt2_compliant_tag});
+}
+
+}  // namespace frcnn_fast

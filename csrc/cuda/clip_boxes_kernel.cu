@@ -1,0 +1,59 @@
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include "../clip_boxes.h"
+#include "../common/box_math.h"
+#include "launch.cuh"
+
+namespace frcnn_fast {
+namespace {
+
+template <typename scalar_t>
+__global__ void clip_boxes_kernel(
+    const scalar_t* __restrict__ in, int64_t n, at::opmath_type<scalar_t> h,
+    at::opmath_type<scalar_t> w, scalar_t* __restrict__ out) {
+  using T = at::opmath_type<scalar_t>;
+  FRCNN_GRID_STRIDE_LOOP(i, n) {
+    T box[4];
+    load_box(in + 4 * i, box);
+    box[0] = clamp_to(box[0], T(0), w);
+    box[1] = clamp_to(box[1], T(0), h);
+    box[2] = clamp_to(box[2], T(0), w);
+    box[3] = clamp_to(box[3], T(0), h);
+    store_box(box, out + 4 * i);
+  }
+}
+
+at::Tensor clip_boxes_cuda(const at::Tensor& boxes, double height, double width) {
+  check_clip_boxes_inputs(boxes, height, width);
+  const c10::cuda::CUDAGuard guard(boxes.device());
+  const at::Tensor b = boxes.contiguous();
+  at::Tensor out = at::empty_like(b);
+  const int64_t n = b.numel() / 4;
+  if (n == 0) {
+    return out;
+  }
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, b.scalar_type(), "clip_boxes_cuda", [&] {
+        using T = at::opmath_type<scalar_t>;
+        clip_boxes_kernel<scalar_t><<<blocks_for(n), kThreadsPerBlock, 0, stream>>>(
+            b.const_data_ptr<scalar_t>(), n, static_cast<T>(height), static_cast<T>(width),
+            out.mutable_data_ptr<scalar_t>());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(frcnn_fast, CUDA, m) {
+  m.impl("clip_boxes", &clip_boxes_cuda);
+}
+
+}  // namespace frcnn_fast

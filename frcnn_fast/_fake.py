@@ -1,0 +1,50 @@
+"""Fake (meta) kernels: output shapes and dtypes for torch.compile and torch.export."""
+import torch
+from torch.library import register_fake
+
+
+@register_fake("frcnn_fast::box_area")
+def _box_area(boxes):
+    return boxes.new_empty(boxes.shape[:-1])
+
+
+@register_fake("frcnn_fast::box_iou")
+def _box_iou(boxes1, boxes2):
+    return boxes1.new_empty((boxes1.shape[0], boxes2.shape[0]))
+
+
+@register_fake("frcnn_fast::box_iou_aligned")
+def _box_iou_aligned(boxes1, boxes2):
+    return boxes1.new_empty(boxes1.shape[:-1])
+
+
+@register_fake("frcnn_fast::box_convert")
+def _box_convert(boxes, in_fmt, out_fmt):
+    return torch.empty_like(boxes, memory_format=torch.contiguous_format)
+
+
+@register_fake("frcnn_fast::clip_boxes")
+def _clip_boxes(boxes, height, width):
+    return torch.empty_like(boxes, memory_format=torch.contiguous_format)
+
+
+@register_fake("frcnn_fast::remove_small_boxes")
+def _remove_small_boxes(boxes, min_size):
+    # How many boxes survive depends on their values.
+    count = torch.library.get_ctx().new_dynamic_size()
+    return boxes.new_empty((count,), dtype=torch.int64)
+
+
+@register_fake("frcnn_fast::encode_boxes")
+def _encode_boxes(reference_boxes, target_boxes, weights):
+    return torch.empty_like(reference_boxes, memory_format=torch.contiguous_format)
+
+
+@register_fake("frcnn_fast::decode_boxes")
+def _decode_boxes(deltas, reference_boxes, weights, clamp):
+    return torch.empty_like(deltas, memory_format=torch.contiguous_format)
+
+
+@register_fake("frcnn_fast::grid_anchors")
+def _grid_anchors(base_anchors, height, width, stride_y, stride_x, offset):
+    return base_anchors.new_empty((height * width * base_anchors.shape[0], 4))

@@ -1,0 +1,34 @@
+"""NumPy reference of the frcnn_fast ops: the readable truth the kernels are tested against.
+
+NumPy only (no torch). Every function takes NumPy arrays (or things ``np.asarray`` accepts),
+computes in float64 and returns float64 (bool / int64 where the op says so). The index math
+mirrors the C++/CUDA kernels in ``csrc/`` line by line.
+"""
+from .anchors import anchors_inside, base_anchors, generate_anchors, generate_anchors_multilevel
+from .boxes import (
+    BOX_FORMATS,
+    box_area,
+    box_convert,
+    box_iou,
+    box_iou_aligned,
+    clip_boxes,
+    decode_boxes,
+    encode_boxes,
+    remove_small_boxes,
+)
+
+__all__ = [
+    "BOX_FORMATS",
+    "anchors_inside",
+    "base_anchors",
+    "box_area",
+    "box_convert",
+    "box_iou",
+    "box_iou_aligned",
+    "clip_boxes",
+    "decode_boxes",
+    "encode_boxes",
+    "generate_anchors",
+    "generate_anchors_multilevel",
+    "remove_small_boxes",
+]
