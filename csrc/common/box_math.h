@@ -10,9 +10,17 @@
 
 namespace frcnn_fast {
 
+// max(v, 0) and min(v, hi) that let NaN through, as the NumPy reference does: a NaN box must
+// stay visible downstream rather than turn into a valid-looking one. (IoU still maps a NaN
+// union to 0, see iou_from_areas.)
 template <typename T>
 FRCNN_HOST_DEVICE T clamp_min0(T v) {
-  return v > T(0) ? v : T(0);
+  return v < T(0) ? T(0) : v;
+}
+
+template <typename T>
+FRCNN_HOST_DEVICE T clamp_max(T v, T hi) {
+  return v > hi ? hi : v;
 }
 
 template <typename T>
@@ -153,8 +161,8 @@ FRCNN_HOST_DEVICE void decode_box(
   const T rcy = ref[1] + T(0.5) * rh;
   const T dx = delta[0] / wt.wx;
   const T dy = delta[1] / wt.wy;
-  const T dw = min2(delta[2] / wt.ww, clamp);
-  const T dh = min2(delta[3] / wt.wh, clamp);
+  const T dw = clamp_max(delta[2] / wt.ww, clamp);
+  const T dh = clamp_max(delta[3] / wt.wh, clamp);
   const T cx = dx * rw + rcx;
   const T cy = dy * rh + rcy;
   const T w = math_exp(dw) * rw;
@@ -171,10 +179,10 @@ FRCNN_HOST_DEVICE T cell_centre(int64_t index, T offset, T stride) {
   return (static_cast<T>(index) + offset) * stride;
 }
 
-// Clamp to [lo, hi] that lets NaN through, as the NumPy reference's np.clip does.
+// Clamp to [lo, hi], NaN passing through like np.clip.
 template <typename T>
 FRCNN_HOST_DEVICE T clamp_to(T v, T lo, T hi) {
-  return v < lo ? lo : (v > hi ? hi : v);
+  return v < lo ? lo : clamp_max(v, hi);
 }
 
 }  // namespace frcnn_fast
