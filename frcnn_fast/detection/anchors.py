@@ -128,12 +128,10 @@ def anchors_inside(anchors: Tensor, image_size, allowed_border: float = 0.0) -> 
         raise ValueError(f"anchors must have shape [N, 4], got {tuple(anchors.shape)}")
     height, width = check_pair(image_size, "image_size")
     b = allowed_border
-    return (
-        (anchors[:, 0] >= -b)
-        & (anchors[:, 1] >= -b)
-        & (anchors[:, 2] <= width + b)
-        & (anchors[:, 3] <= height + b)
-    )
+    # Compared in float64: a bound such as width + border rounded to the anchors' dtype
+    # (bfloat16 spacing is 2 px at 300) would let anchors across the border count as inside.
+    a = anchors.to(torch.float64)
+    return (a[:, 0] >= -b) & (a[:, 1] >= -b) & (a[:, 2] <= width + b) & (a[:, 3] <= height + b)
 
 
 class AnchorGenerator(nn.Module):

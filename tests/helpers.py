@@ -1,0 +1,318 @@
+"""Shared helpers of the test suite: devices, dtypes and tolerances, tensor <-> NumPy,
+non-contiguous layouts, hypothesis strategies for boxes, and a comparison that explains itself.
+
+Conventions
+-----------
+* The reference (NumPy, float64) always receives the *same* values the kernel sees: the inputs
+  are first rounded to the tested dtype, then read back as float64 (``to_np``).
+* Kernels compute float16/bfloat16 in float32 and round the result once, so the error of a
+  kernel is (float32 or float64 arithmetic error, proportional to the magnitudes involved) +
+  (one rounding of the output to the dtype, proportional to the output). ``RTOL``/``ATOL`` cover
+  the second part; ``compute_eps(dtype) * magnitude`` the first.
+"""
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import strategies as st
+
+# --------------------------------------------------------------------------------------------
+# devices and dtypes
+# --------------------------------------------------------------------------------------------
+HAS_CUDA = torch.cuda.is_available()
+
+CUDA_PARAM = pytest.param(
+    "cuda",
+    marks=[pytest.mark.cuda, pytest.mark.skipif(not HAS_CUDA, reason="no GPU")],
+    id="cuda",
+)
+DEVICES = [pytest.param("cpu", id="cpu"), CUDA_PARAM]
+
+ALL_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+FULL_DTYPES = (torch.float32, torch.float64)
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def dtype_id(dtype):
+    return str(dtype).replace("torch.", "")
+
+
+DTYPES = [pytest.param(d, id=dtype_id(d)) for d in ALL_DTYPES]
+FULL = [pytest.param(d, id=dtype_id(d)) for d in FULL_DTYPES]
+
+# relative tolerance of a result (covers the final rounding to the dtype for half types)
+RTOL = {
+    torch.float64: 1e-9,
+    torch.float32: 1e-5,
+    torch.float16: 2e-3,
+    torch.bfloat16: 1.6e-2,
+}
+# absolute floor for unit-scale results (IoU in [0, 1], deltas, ...)
+ATOL = {
+    torch.float64: 1e-12,
+    torch.float32: 1e-6,
+    torch.float16: 1e-3,
+    torch.bfloat16: 8e-3,
+}
+
+
+def eps(dtype):
+    return torch.finfo(dtype).eps
+
+
+def compute_eps(dtype):
+    """Machine epsilon of the arithmetic the kernels use for ``dtype`` (half types -> float32)."""
+    return eps(torch.float64) if dtype == torch.float64 else eps(torch.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# tensor <-> numpy
+# --------------------------------------------------------------------------------------------
+LAYOUTS = ("contiguous", "column_slice", "stride2", "transposed")
+
+
+def as_layout(t, layout):
+    """The same values as ``t`` in a different memory layout (the padding is NaN, so a kernel
+    that ignores strides reads NaN and fails loudly)."""
+    if layout == "contiguous":
+        out = t.contiguous()
+    elif layout == "column_slice":
+        # a column slice of a wider tensor: last-dim stride 1, row stride last+3
+        last = t.shape[-1]
+        big = torch.full((*t.shape[:-1], last + 3), float("nan"), dtype=t.dtype, device=t.device)
+        big[..., 1 : 1 + last] = t
+        out = big[..., 1 : 1 + last]
+    elif layout == "stride2":
+        big = torch.full((2 * t.shape[0], *t.shape[1:]), float("nan"), dtype=t.dtype, device=t.device)
+        big[::2] = t
+        out = big[::2]
+    elif layout == "transposed":
+        # transposed-then-transposed copy: same shape, column-major storage
+        out = t.transpose(0, -1).contiguous().transpose(0, -1)
+    else:
+        raise AssertionError(f"unknown layout {layout}")
+    assert out.shape == t.shape
+    assert torch.equal(out, t)
+    if layout != "contiguous" and t.numel() > 0 and t.dim() >= 2 and t.shape[0] > 1 and t.shape[-1] > 1:
+        assert not out.is_contiguous(), layout
+    return out
+
+
+def to_tensor(arr, dtype, device="cpu", layout="contiguous"):
+    """float64 array -> tensor of ``dtype`` on ``device`` (values rounded to the dtype)."""
+    t = torch.as_tensor(np.asarray(arr, dtype=np.float64)).to(dtype=dtype, device=device)
+    return as_layout(t, layout)
+
+
+def to_np(t):
+    """tensor -> NumPy; floating tensors (bfloat16 included) come back as float64 exactly."""
+    t = t.detach().cpu()
+    if t.is_floating_point():
+        # bfloat16/float16 -> float32 is exact, float32 -> float64 is exact
+        return t.to(torch.float32).numpy().astype(np.float64) if t.dtype != torch.float64 else t.numpy()
+    return t.numpy()
+
+
+def rounded(arr, dtype):
+    """``arr`` rounded to ``dtype`` and read back as float64."""
+    return to_np(to_tensor(arr, dtype))
+
+
+# --------------------------------------------------------------------------------------------
+# comparison
+# --------------------------------------------------------------------------------------------
+def _fmt(v):
+    a = np.asarray(v)
+    if a.size > 64:
+        return f"array(shape={a.shape})"
+    return np.array2string(a, precision=10, max_line_width=200)
+
+
+def check_close(actual, expected, rtol, atol, **context):
+    """Assert ``|actual - expected| <= atol + rtol * |expected|`` elementwise (``atol`` may be an
+    array broadcastable to the result); NaN/inf must be at the same places. ``context`` (the
+    inputs) is printed on failure."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, f"shape {actual.shape} != expected {expected.shape}"
+    ctx = "".join(f"\n  {k} = {_fmt(v)}" for k, v in context.items())
+    nan_a, nan_e = np.isnan(actual), np.isnan(expected)
+    assert np.array_equal(nan_a, nan_e), f"NaN mismatch: actual NaN at {np.argwhere(nan_a).tolist()}, expected NaN at {np.argwhere(nan_e).tolist()}{ctx}"
+    inf_a, inf_e = np.isinf(actual), np.isinf(expected)
+    assert np.array_equal(inf_a, inf_e) and np.array_equal(actual[inf_a], expected[inf_e]), (
+        f"inf mismatch: actual {actual[inf_a | inf_e]}, expected {expected[inf_a | inf_e]}{ctx}"
+    )
+    fin = np.isfinite(expected)
+    tol = np.broadcast_to(np.asarray(atol, dtype=np.float64), expected.shape) + rtol * np.abs(expected)
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.where(fin, np.abs(actual - expected), 0.0)
+    bad = err > tol
+    if bad.any():
+        idx = np.argwhere(bad)
+        worst = tuple(np.unravel_index(np.argmax(np.where(bad, err / np.maximum(tol, 1e-300), 0)), err.shape))
+        raise AssertionError(
+            f"{int(bad.sum())} of {expected.size} elements differ; worst at {worst}: "
+            f"actual {actual[worst]!r}, expected {expected[worst]!r}, |err| {err[worst]:.3g} > tol {tol[worst]:.3g}"
+            f"\n  first bad indices: {idx[:8].tolist()}"
+            f"\n  actual = {_fmt(actual)}\n  expected = {_fmt(expected)}{ctx}"
+        )
+
+
+def check_result_tensor(out, dtype, device, shape):
+    """Output dtype equals the input dtype, lives on the input device, has the expected shape."""
+    assert out.dtype == dtype, f"result dtype {out.dtype} != input dtype {dtype}"
+    assert out.device.type == torch.device(device).type, f"result on {out.device}, input on {device}"
+    assert tuple(out.shape) == tuple(shape), f"result shape {tuple(out.shape)} != {tuple(shape)}"
+
+
+# --------------------------------------------------------------------------------------------
+# hypothesis strategies
+# --------------------------------------------------------------------------------------------
+GRID = 8  # grid coordinates are multiples of 1/8: exact in every dtype's arithmetic we use
+
+
+def coords(lim, grid=False):
+    """Coordinates in ``[-lim, lim]``: multiples of 1/8, or (grid=False) also 3-decimal floats."""
+    on_grid = st.integers(-GRID * int(lim), GRID * int(lim)).map(lambda k: k / GRID)
+    if grid:
+        return on_grid
+    free = st.floats(-lim, lim, allow_nan=False, allow_infinity=False, allow_subnormal=False).map(
+        lambda v: round(v, 3)
+    )
+    return st.one_of(on_grid, free)
+
+
+def sizes(lo, hi, grid=False):
+    on_grid = st.integers(max(1, math.ceil(GRID * lo)), GRID * int(hi)).map(lambda k: k / GRID)
+    if grid:
+        return on_grid
+    free = st.floats(max(lo, 1e-3), hi, allow_nan=False, allow_infinity=False).map(
+        lambda v: max(round(v, 3), max(lo, 1e-3))
+    )
+    return st.one_of(on_grid, free)
+
+
+DEGENERATE_KINDS = ("zero_w", "zero_h", "point", "inverted_x", "inverted_y", "inverted_xy")
+
+
+@st.composite
+def box_arrays(draw, min_n=0, max_n=20, lim=1000, grid=False, degenerate=True, min_size=0.0, max_size=None, n=None):
+    """``[N, 4]`` float64 xyxy boxes: random, and (degenerate=True) zero-area, point, inverted
+    and duplicated boxes. Without ``degenerate`` every box has w, h in ``[min_size, max_size]``."""
+    if n is None:
+        n = draw(st.integers(min_n, max_n))
+    max_size = lim if max_size is None else max_size
+    kinds = ("normal",) * 5 + DEGENERATE_KINDS if degenerate else ("normal",)
+    c, s = coords(lim, grid), sizes(min_size, max_size, grid)
+    rows = []
+    for _ in range(n):
+        kind = draw(st.sampled_from(kinds))
+        x1, y1, w, h = draw(c), draw(c), draw(s), draw(s)
+        if kind in ("zero_w", "point"):
+            w = 0.0
+        if kind in ("zero_h", "point"):
+            h = 0.0
+        if kind in ("inverted_x", "inverted_xy"):
+            w = -w
+        if kind in ("inverted_y", "inverted_xy"):
+            h = -h
+        rows.append([x1, y1, x1 + w, y1 + h])
+    if n > 1 and degenerate:
+        for _ in range(draw(st.integers(0, min(3, n - 1)))):
+            src, dst = draw(st.integers(0, n - 1)), draw(st.integers(0, n - 1))
+            rows[dst] = list(rows[src])
+    return np.asarray(rows, dtype=np.float64).reshape(n, 4)
+
+
+@st.composite
+def box_pairs(draw, min_n=0, max_n=16, **kw):
+    """Two box arrays; sometimes the second shares rows with the first (IoU exactly 1)."""
+    a = draw(box_arrays(min_n=min_n, max_n=max_n, **kw))
+    b = draw(box_arrays(min_n=min_n, max_n=max_n, **kw))
+    if len(a) and draw(st.booleans()):
+        take = draw(st.lists(st.integers(0, len(a) - 1), max_size=4))
+        b = np.concatenate([b, a[take]], axis=0)
+    return a, b
+
+
+def random_boxes(rng, n, lim=1000.0, degenerate_frac=0.1):
+    """Large random box sets (numpy generator) for the size/threading tests."""
+    xy = rng.uniform(-lim, lim, size=(n, 2))
+    wh = rng.uniform(0, lim / 2, size=(n, 2))
+    k = int(n * degenerate_frac)
+    if k:
+        wh[:k // 2, 0] = 0.0
+        wh[k // 2 : k, 1] = -wh[k // 2 : k, 1]
+    boxes = np.concatenate([xy, xy + wh], axis=1)
+    return np.round(boxes * GRID) / GRID
+
+
+def coding_limits(dtype):
+    """(coordinate limit, minimum width/height) for encode/decode inputs of ``dtype``: widths stay
+    >= ~1 px even after the coordinates are rounded to the dtype."""
+    lim = 1000
+    min_size = max(1.0, 4 * eps(dtype) * 2 * lim)
+    return lim, min_size
+
+
+WEIGHTS = st.one_of(
+    st.sampled_from([(1.0, 1.0, 1.0, 1.0), (10.0, 10.0, 5.0, 5.0), (2.0, 0.5, 1.5, 3.0)]),
+    st.tuples(*[st.floats(0.25, 20.0).map(lambda v: round(v, 2))] * 4),
+)
+
+
+# --------------------------------------------------------------------------------------------
+# error models of the box coding (used by the coding and CUDA-vs-CPU tests)
+# --------------------------------------------------------------------------------------------
+# safety factors on the arithmetic error bounds (a handful of roundings, each <= eps * magnitude;
+# decode also goes through exp(), whose input carries an error of eps * |dw|)
+K = 16
+K_DECODE = 32
+
+
+def box_sizes(b):
+    """(width, height) of xyxy boxes, unclamped."""
+    return b[..., 2] - b[..., 0], b[..., 3] - b[..., 1]
+
+
+def encode_atol(ref, tgt, weights, dtype):
+    """Arithmetic error of encode: centre differences cancel, so dx's error scales with
+    |coordinates| / reference width; dw's with the weight only (log of a ratio)."""
+    wx, wy, ww, wh = weights
+    rw, rh = box_sizes(ref)
+    mx = (np.abs(ref[..., 0::2]).sum(-1) + np.abs(tgt[..., 0::2]).sum(-1)) / rw
+    my = (np.abs(ref[..., 1::2]).sum(-1) + np.abs(tgt[..., 1::2]).sum(-1)) / rh
+    mag = np.stack([wx * mx, wy * my, np.full_like(mx, 4 * ww), np.full_like(my, 4 * wh)], axis=-1)
+    return K * compute_eps(dtype) * mag + ATOL[dtype]
+
+
+def decode_atol(deltas, ref, expected, dtype):
+    """Arithmetic error of decode: x1 = (dx*rw + rcx) - 0.5*w cancels, so the error scales with
+    |reference coordinates| + |output coordinates|."""
+    n = ref.shape[0]
+    if n == 0:
+        return ATOL[dtype]
+    mref = np.abs(ref).max(-1, keepdims=True)
+    mout = np.abs(expected).reshape(n, -1, 4).max(-1).repeat(4, axis=1)
+    return K_DECODE * compute_eps(dtype) * (mref + mout) + ATOL[dtype]
+
+
+# --------------------------------------------------------------------------------------------
+# golden anchors
+# --------------------------------------------------------------------------------------------
+SEED_SIZES = (128, 256, 512)  # stride 16 x scales (8, 16, 32)
+SEED_RATIOS = (0.5, 1.0, 2.0)
+
+
+def seed_nine(centre=8.0):
+    """The nine anchors of the seeds, computed from the definition: h = s*sqrt(r), w = s/sqrt(r),
+    ratio-major, centred on ``centre``."""
+    rows = []
+    for r in SEED_RATIOS:
+        for s in SEED_SIZES:
+            h, w = s * math.sqrt(r), s / math.sqrt(r)
+            rows.append([centre - w / 2, centre - h / 2, centre + w / 2, centre + h / 2])
+    return np.asarray(rows)
+
+

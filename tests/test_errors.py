@@ -1,0 +1,119 @@
+"""Bad input: every rejected call raises ValueError / RuntimeError / TypeError whose message
+names the offending argument (so a vague message fails the test)."""
+import math
+
+import pytest
+import torch
+
+import frcnn_fast
+from helpers import HAS_CUDA
+
+ERRORS = (ValueError, RuntimeError, TypeError)
+f32 = torch.float32
+
+
+def boxes(n=3, cols=4, dtype=f32, device="cpu"):
+    t = torch.arange(n * cols, dtype=torch.float64).reshape(n, cols)
+    t[:, 2:] += 10
+    return t.to(dtype=dtype, device=device)
+
+
+ok = boxes()
+W = (1.0, 1.0, 1.0, 1.0)
+
+CASES = [
+    # --- box_iou
+    ("box_iou boxes1 [N,3]", lambda: frcnn_fast.box_iou(boxes(cols=3), ok), "boxes1"),
+    ("box_iou boxes2 [N,3]", lambda: frcnn_fast.box_iou(ok, boxes(cols=3)), "boxes2"),
+    ("box_iou boxes1 3-D", lambda: frcnn_fast.box_iou(ok[None], ok), "boxes1"),
+    ("box_iou boxes1 int", lambda: frcnn_fast.box_iou(ok.long(), ok), "boxes1"),
+    ("box_iou boxes2 int", lambda: frcnn_fast.box_iou(ok, ok.int()), "boxes2"),
+    ("box_iou dtype mismatch", lambda: frcnn_fast.box_iou(ok, ok.double()), r"boxes[12]"),
+    ("box_iou list", lambda: frcnn_fast.box_iou([[0.0, 0.0, 1.0, 1.0]], ok), "boxes1"),
+    ("box_iou bool", lambda: frcnn_fast.box_iou(ok, ok > 1), "boxes2"),
+    # --- box_iou_aligned
+    ("aligned shape mismatch", lambda: frcnn_fast.box_iou_aligned(boxes(3), boxes(4)), r"boxes[12]"),
+    ("aligned [N,5]", lambda: frcnn_fast.box_iou_aligned(boxes(cols=5), boxes(cols=5)), r"boxes[12]"),
+    ("aligned dtype mismatch", lambda: frcnn_fast.box_iou_aligned(ok.half(), ok), r"boxes[12]"),
+    # --- box_area
+    ("box_area [N,3]", lambda: frcnn_fast.box_area(boxes(cols=3)), "boxes"),
+    ("box_area int", lambda: frcnn_fast.box_area(ok.to(torch.int32)), "boxes"),
+    ("box_area list", lambda: frcnn_fast.box_area([[0.0, 0.0, 1.0, 1.0]]), "boxes"),
+    # --- box_convert
+    ("convert unknown in_fmt", lambda: frcnn_fast.box_convert(ok, "xyzw", "xyxy"), "in_fmt"),
+    ("convert unknown out_fmt", lambda: frcnn_fast.box_convert(ok, "xyxy", "XYWH"), "out_fmt"),
+    ("convert [N,5]", lambda: frcnn_fast.box_convert(boxes(cols=5), "xyxy", "xywh"), "boxes"),
+    ("convert int", lambda: frcnn_fast.box_convert(ok.long(), "xyxy", "xywh"), "boxes"),
+    # --- clip_boxes
+    ("clip [N,3]", lambda: frcnn_fast.clip_boxes(boxes(cols=3), (10, 10)), "boxes"),
+    ("clip int", lambda: frcnn_fast.clip_boxes(ok.long(), (10, 10)), "boxes"),
+    ("clip size of 3", lambda: frcnn_fast.clip_boxes(ok, (10, 10, 3)), "size"),
+    # --- remove_small_boxes
+    ("remove_small [N,3]", lambda: frcnn_fast.remove_small_boxes(boxes(cols=3), 1.0), "boxes"),
+    ("remove_small 3-D", lambda: frcnn_fast.remove_small_boxes(ok[None], 1.0), "boxes"),
+    ("remove_small int", lambda: frcnn_fast.remove_small_boxes(ok.long(), 1.0), "boxes"),
+    # --- encode_boxes
+    ("encode weights len 3", lambda: frcnn_fast.encode_boxes(ok, ok, (1.0, 1.0, 1.0)), "weights"),
+    ("encode weights len 5", lambda: frcnn_fast.encode_boxes(ok, ok, (1.0,) * 5), "weights"),
+    ("encode shape mismatch", lambda: frcnn_fast.encode_boxes(boxes(3), boxes(4), W), "reference_boxes|target_boxes"),
+    ("encode dtype mismatch", lambda: frcnn_fast.encode_boxes(ok, ok.double(), W), "reference_boxes|target_boxes"),
+    ("encode reference int", lambda: frcnn_fast.encode_boxes(ok.long(), ok.long(), W), "reference_boxes"),
+    ("encode target [N,3]", lambda: frcnn_fast.encode_boxes(ok, boxes(cols=3), W), "target_boxes"),
+    ("encode target list", lambda: frcnn_fast.encode_boxes(ok, ok.tolist(), W), "target_boxes"),
+    # --- decode_boxes
+    ("decode deltas [N,5]", lambda: frcnn_fast.decode_boxes(boxes(cols=5), ok, W), "deltas"),
+    ("decode deltas 1-D", lambda: frcnn_fast.decode_boxes(torch.zeros(12), ok, W), "deltas"),
+    ("decode N mismatch", lambda: frcnn_fast.decode_boxes(boxes(4), boxes(3), W), "deltas|reference_boxes"),
+    ("decode reference [N,3]", lambda: frcnn_fast.decode_boxes(ok, boxes(cols=3), W), "reference_boxes"),
+    ("decode reference 3-D", lambda: frcnn_fast.decode_boxes(ok, ok[None], W), "reference_boxes"),
+    ("decode weights len 2", lambda: frcnn_fast.decode_boxes(ok, ok, (1.0, 1.0)), "weights"),
+    ("decode dtype mismatch", lambda: frcnn_fast.decode_boxes(ok.double(), ok, W), "deltas|reference_boxes"),
+    ("decode deltas int", lambda: frcnn_fast.decode_boxes(ok.long(), ok, W), "deltas"),
+    # --- anchors
+    ("anchors negative feature_size", lambda: frcnn_fast.generate_anchors((-1, 5), 16), "feature_size"),
+    ("anchors feature_size of 3", lambda: frcnn_fast.generate_anchors((2, 2, 2), 16), "feature_size"),
+    ("anchors zero stride", lambda: frcnn_fast.generate_anchors((2, 2), 0), "stride"),
+    ("anchors negative stride", lambda: frcnn_fast.generate_anchors((2, 2), (16, -8)), "stride"),
+    ("anchors negative size", lambda: frcnn_fast.generate_anchors((2, 2), 16, sizes=(32, -64)), "sizes"),
+    ("anchors zero ratio", lambda: frcnn_fast.generate_anchors((2, 2), 16, aspect_ratios=(0.0, 1.0)), "aspect_ratios"),
+    ("base_anchors negative size", lambda: frcnn_fast.base_anchors((-32,), (1.0,)), "sizes"),
+    ("base_anchors negative ratio", lambda: frcnn_fast.base_anchors((32,), (-1.0,)), "aspect_ratios"),
+    (
+        "multilevel level count mismatch",
+        lambda: frcnn_fast.generate_anchors_multilevel([(2, 2), (1, 1)], [8], [(32,), (64,)], (1.0,)),
+        "strides",
+    ),
+    ("anchors_inside [N,3]", lambda: frcnn_fast.anchors_inside(boxes(cols=3), (10, 10)), "anchors"),
+    # --- the raw ops check their inputs in C++ as well (TORCH_CHECK)
+    ("op box_iou [N,3]", lambda: torch.ops.frcnn_fast.box_iou(boxes(cols=3), ok), "boxes1"),
+    ("op box_iou int", lambda: torch.ops.frcnn_fast.box_iou(ok, ok.long()), "boxes2"),
+    ("op box_iou dtype mismatch", lambda: torch.ops.frcnn_fast.box_iou(ok, ok.double()), r"boxes[12]"),
+    ("op box_convert fmt", lambda: torch.ops.frcnn_fast.box_convert(ok, "xyxy", "ltrb"), "out_fmt"),
+    ("op encode weights", lambda: torch.ops.frcnn_fast.encode_boxes(ok, ok, [1.0, 1.0]), "weights"),
+    ("op decode deltas", lambda: torch.ops.frcnn_fast.decode_boxes(boxes(cols=6), ok, list(W), math.log(62.5)), "deltas"),
+    ("op remove_small int", lambda: torch.ops.frcnn_fast.remove_small_boxes(ok.long(), 1.0), "boxes"),
+    ("op grid_anchors base [A,3]", lambda: torch.ops.frcnn_fast.grid_anchors(boxes(cols=3), 2, 2, 16.0, 16.0, 0.5), "base_anchors"),
+    ("op grid_anchors negative height", lambda: torch.ops.frcnn_fast.grid_anchors(ok, -2, 2, 16.0, 16.0, 0.5), "height"),
+]
+
+
+@pytest.mark.parametrize("call,pattern", [pytest.param(c, p, id=i) for i, c, p in CASES])
+def test_bad_input_is_rejected_with_named_argument(call, pattern):
+    with pytest.raises(ERRORS, match=pattern):
+        call()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not HAS_CUDA, reason="no GPU")
+def test_device_mismatch_is_rejected():
+    gpu = ok.cuda()
+    with pytest.raises(ERRORS, match=r"boxes[12]"):
+        frcnn_fast.box_iou(ok, gpu)
+    with pytest.raises(ERRORS, match=r"boxes[12]"):
+        frcnn_fast.box_iou_aligned(gpu, ok)
+    with pytest.raises(ERRORS, match="reference_boxes|target_boxes"):
+        frcnn_fast.encode_boxes(gpu, ok)
+    with pytest.raises(ERRORS, match="deltas|reference_boxes"):
+        frcnn_fast.decode_boxes(ok, gpu)
+    with pytest.raises(ERRORS, match=r"boxes[12]"):
+        torch.ops.frcnn_fast.box_iou(gpu, ok)
