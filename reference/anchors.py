@@ -17,11 +17,12 @@ def _pair(value, name):
     return pair
 
 
-def base_anchors(sizes=(128, 256, 512), aspect_ratios=(0.5, 1.0, 2.0), rounded=False):
-    """``[len(ratios) * len(sizes), 4]`` anchors centred on 0; ratio = h / w, ratio-major order.
+def base_anchor_rows(sizes=(128, 256, 512), aspect_ratios=(0.5, 1.0, 2.0)):
+    """The base anchors as a list of ``[x1, y1, x2, y2]`` rows of Python floats, centred on 0.
 
-    ``rounded=True`` rounds half-to-even (as ``torch.round`` does), which with ``offset=0``
-    reproduces torchvision's ``AnchorGenerator``.
+    ratio = h / w: ``h = s * sqrt(r)``, ``w = s / sqrt(r)``; ratio-major (for r in ratios, for s
+    in sizes). Plain Python so that ``frcnn_fast.base_anchors`` builds its tensor from the very
+    same numbers, under ``torch.compile`` too.
     """
     rows = []
     for r in aspect_ratios:
@@ -33,7 +34,16 @@ def base_anchors(sizes=(128, 256, 512), aspect_ratios=(0.5, 1.0, 2.0), rounded=F
             h = s * math.sqrt(r)
             w = s / math.sqrt(r)
             rows.append([-0.5 * w, -0.5 * h, 0.5 * w, 0.5 * h])
-    anchors = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+    return rows
+
+
+def base_anchors(sizes=(128, 256, 512), aspect_ratios=(0.5, 1.0, 2.0), rounded=False):
+    """``[len(ratios) * len(sizes), 4]`` anchors centred on 0 (see ``base_anchor_rows``).
+
+    ``rounded=True`` rounds half-to-even (as ``torch.round`` does), which with ``offset=0``
+    reproduces torchvision's ``AnchorGenerator``.
+    """
+    anchors = np.asarray(base_anchor_rows(sizes, aspect_ratios), dtype=np.float64).reshape(-1, 4)
     return np.round(anchors) if rounded else anchors
 
 

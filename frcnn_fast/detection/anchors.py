@@ -3,13 +3,13 @@
 Order is row-major (y, then x, then anchor), matching a conv head's
 ``(N, A*4, H, W) -> (N, H, W, A, 4)`` flattening; FPN levels are concatenated in order.
 """
-import math
 import numbers
 
 import torch
 from torch import Tensor, nn
 
 from .._checks import check_pair, check_tensor
+from ..reference.anchors import base_anchor_rows
 
 
 def base_anchors(
@@ -25,18 +25,9 @@ def base_anchors(
     ratio = h / w: ``h = size * sqrt(r)``, ``w = size / sqrt(r)``. ``rounded=True`` rounds
     half-to-even as torchvision's ``AnchorGenerator`` does.
     """
-    rows = []
-    for r in aspect_ratios:
-        if not r > 0:
-            raise ValueError(f"aspect_ratios must be positive, got {r}")
-        for s in sizes:
-            if not s > 0:
-                raise ValueError(f"sizes must be positive, got {s}")
-            h = s * math.sqrt(r)
-            w = s / math.sqrt(r)
-            rows.append([-0.5 * w, -0.5 * h, 0.5 * w, 0.5 * h])
-    # Computed in float64 and rounded once to the requested dtype, so every device and
-    # dtype starts from the same numbers.
+    # The reference's own numbers, in float64, rounded once to the requested dtype: every
+    # device and dtype starts from the same values.
+    rows = base_anchor_rows(sizes, aspect_ratios)
     anchors = torch.tensor(rows, dtype=torch.float64).reshape(-1, 4)
     if rounded:
         anchors = anchors.round()
