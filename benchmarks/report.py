@@ -1,0 +1,228 @@
+"""Run metadata, the per-op tables (console and markdown) and the JSON/markdown result files."""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import re
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .registry import SPEEDUPS, OpBench
+from .runner import FAILED, Libraries, Result, available_impls
+
+INEXACT_MARK = "†"
+
+SCHEMA_VERSION = 1
+
+
+# --- metadata -------------------------------------------------------------------------------
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def gpu_name() -> Optional[str]:
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else None
+
+
+def slugify(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
+
+
+def device_slug() -> str:
+    """``cpu`` without a GPU, else the GPU's name (``nvidia-h100-80gb-hbm3``)."""
+    name = gpu_name()
+    return "cpu" if name is None else slugify(name)
+
+
+def collect_metadata(libs: Libraries, *, threads: int, dtype: torch.dtype, settings: dict) -> dict:
+    import torchvision
+
+    frcnn_version = None
+    build_info = None
+    if libs.frcnn is not None:
+        frcnn_version = getattr(libs.frcnn, "__version__", None)
+        try:
+            build_info = libs.frcnn.build_info()
+        except Exception as exc:
+            build_info = {"error": f"{type(exc).__name__}: {exc}"}
+        if frcnn_version is None and isinstance(build_info, dict):
+            frcnn_version = build_info.get("version")
+    gpu = gpu_name()
+    device = {
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "threads": threads,
+        "gpu": gpu,
+        "platform": platform.platform(),
+        "load_average_at_start": loadavg(),
+    }
+    if gpu is not None:
+        props = torch.cuda.get_device_properties(torch.cuda.current_device())
+        device["gpu_memory_gib"] = round(props.total_memory / 2**30, 1)
+        device["gpu_capability"] = f"{props.major}.{props.minor}"
+        device["cuda_runtime"] = torch.version.cuda
+    return {
+        "schema": SCHEMA_VERSION,
+        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "device": device,
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "numpy": np.__version__,
+            "frcnn_fast": frcnn_version,
+            "frcnn_fast_build_info": _jsonable(build_info),
+        },
+        "settings": dict(settings, dtype=str(dtype).replace("torch.", "")),
+        "notes": list(libs.notes),
+    }
+
+
+def loadavg():
+    """1-minute load average (other processes competing for the cores make CPU timings noisy)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def _jsonable(x):
+    return json.loads(json.dumps(x, default=str))
+
+
+def header_line(meta: dict) -> str:
+    d, v, s = meta["device"], meta["versions"], meta["settings"]
+    dev = f"{d['cpu']} ({d['threads']} threads)"
+    if d.get("gpu"):
+        dev += f" + {d['gpu']}"
+    frcnn = v.get("frcnn_fast") or "n/a"
+    info = v.get("frcnn_fast_build_info")
+    if isinstance(info, dict) and info.get("backends"):
+        frcnn += f" [{', '.join(info['backends'])}" + (f", CUDA {info['cuda_version']}" if info.get("cuda_version") else "") + "]"
+    return (
+        f"**{dev}** · {s['dtype']} · frcnn_fast {frcnn} · torch {v['torch']} · torchvision {v['torchvision']} "
+        f"· numpy {v['numpy']} · Python {v['python']} · {meta['timestamp']}"
+    )
+
+
+# --- tables ---------------------------------------------------------------------------------
+def fmt_ms(ms: Optional[float]) -> str:
+    if ms is None:
+        return "—"
+    if ms >= 100:
+        return f"{ms:,.0f}"
+    return f"{ms:#.3g}"
+
+
+def _cell(res: Optional[Result]) -> str:
+    if res is None:
+        return "—"
+    if res.status in FAILED:
+        return res.status.upper()
+    mark = INEXACT_MARK if res.status == "inexact" else ""
+    if res.timing is None:
+        return "ok" + mark
+    return fmt_ms(res.timing.median_ms) + mark
+
+
+def table_rows(op: OpBench, results: Sequence[Result], impls: Sequence[str]) -> List[List[str]]:
+    cols = available_impls(op, impls)
+    speedups = [(a, b) for a, b in SPEEDUPS if a in cols and b in cols]
+    by_key: Dict[tuple, Result] = {(r.case, r.impl): r for r in results if r.op == op.name}
+    header = ["size"] + [f"{c} (ms)" for c in cols] + [f"{a} vs {b}" for a, b in speedups]
+    rows = [header]
+    for case in op.cases:
+        if not any((case.label, c) in by_key for c in cols):
+            continue
+        row = [case.label] + [_cell(by_key.get((case.label, c))) for c in cols]
+        for a, b in speedups:
+            ra, rb = by_key.get((case.label, a)), by_key.get((case.label, b))
+            if ra and rb and ra.timing and rb.timing:
+                row.append(f"{rb.timing.median_ms / ra.timing.median_ms:.2f}x")
+            else:
+                row.append("—")
+        rows.append(row)
+    return rows
+
+
+def markdown_table(rows: List[List[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+
+    def line(cells, first=False):
+        out = []
+        for i, (c, w) in enumerate(zip(cells, widths)):
+            out.append(c.ljust(w) if i == 0 else c.rjust(w))
+        return "| " + " | ".join(out) + " |"
+
+    sep = "|" + "|".join(("-" * (w + 1) + ":") if i else (":" + "-" * (w + 1)) for i, w in enumerate(widths)) + "|"
+    return "\n".join([line(rows[0]), sep] + [line(r) for r in rows[1:]])
+
+
+def op_title(op: OpBench) -> str:
+    twin = f"; vs `{op.torchvision_name}`" if op.torchvision_name else "; no torchvision equivalent"
+    return f"#### `{op.name}` — {op.description}{twin}"
+
+
+def render_tables(ops: Sequence[OpBench], results: Sequence[Result], impls: Sequence[str]) -> str:
+    parts = []
+    for op in ops:
+        rows = table_rows(op, results, impls)
+        if len(rows) > 1:
+            parts.append(op_title(op) + "\n\n" + markdown_table(rows))
+    return "\n\n".join(parts)
+
+
+LEGEND = (
+    "Median time per call in ms (`torch.utils.benchmark` `blocked_autorange`, device synchronised). "
+    "`reference` = NumPy (`frcnn_fast.reference`), `cpu`/`cuda` = frcnn_fast kernels; "
+    "`A vs B` = time(B) / time(A), above 1x when frcnn_fast is faster."
+)
+
+
+def inexact_note(meta: dict, results: Sequence[Result]) -> str:
+    if not any(r.status == "inexact" for r in results):
+        return ""
+    return (
+        f"{INEXACT_MARK} torchvision's answer differs from the reference beyond the {meta['settings']['dtype']} "
+        "tolerance (it computes in that dtype; frcnn_fast accumulates in float32)."
+    )
+
+
+def markdown_document(meta: dict, ops: Sequence[OpBench], results: Sequence[Result], impls: Sequence[str]) -> str:
+    lines = [header_line(meta), "", LEGEND, ""]
+    load, cores = meta["device"].get("load_average_at_start"), meta["device"].get("cpu_count") or 1
+    if load is not None and load > 0.5 * cores:
+        lines += [f"Warning: measured with a load average of {load} on {cores} cores; CPU figures are noisy.", ""]
+    lines += [render_tables(ops, results, impls), ""]
+    note = inexact_note(meta, results)
+    if note:
+        lines += [note, ""]
+    failures = [r for r in results if r.status in FAILED]
+    if failures:
+        lines += ["**Failures:**", ""] + [f"- `{r.op}` {r.case} `{r.impl}`: {r.status}: {r.message}" for r in failures] + [""]
+    return "\n".join(lines)
+
+
+# --- files ----------------------------------------------------------------------------------
+def write_json(path: Path, meta: dict, results: Sequence[Result]) -> None:
+    doc = dict(meta)
+    doc["results"] = [r.as_dict() for r in results]
+    doc["failures"] = [r.as_dict() for r in results if r.status in FAILED]
+    path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+
+
+def write_markdown(path: Path, text: str) -> None:
+    path.write_text(text)
+
