@@ -7,14 +7,46 @@ default architectures.
 import glob
 import os
 
+import shutil
+
 import torch
 from setuptools import setup
-from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+
+
+def _cuda_home_from_nvcc():
+    """The toolkit behind the nvcc on PATH, following symlinks and one-line wrapper scripts
+    (torch would otherwise take the wrapper's folder, e.g. /usr/local, for the toolkit)."""
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        return None
+    nvcc = os.path.realpath(nvcc)
+    with open(nvcc, "rb") as f:
+        head = f.read(4096)
+    if head.startswith(b"#!"):
+        for word in head.decode(errors="ignore").split():
+            if word.endswith("/bin/nvcc") and os.path.isfile(word):
+                nvcc = os.path.realpath(word)
+    home = os.path.dirname(os.path.dirname(nvcc))
+    return home if os.path.isfile(os.path.join(home, "include", "cuda_runtime_api.h")) else None
+
+
+# Must happen before torch.utils.cpp_extension reads CUDA_HOME at import.
+if "CUDA_HOME" not in os.environ and "CUDA_PATH" not in os.environ:
+    _home = _cuda_home_from_nvcc()
+    if _home is not None:
+        os.environ["CUDA_HOME"] = _home
+
+from torch.utils.cpp_extension import (  # noqa: E402
+    CUDA_HOME,
+    BuildExtension,
+    CppExtension,
+    CUDAExtension,
+)
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-# Ampere and Hopper SASS, plus PTX so that newer GPUs can JIT the kernels. Each extra
-# architecture costs a full device compile of every .cu file: keep the list short.
-DEFAULT_CUDA_ARCHS = "8.0;9.0+PTX"
+# Turing (T4), Ampere and Hopper SASS, plus PTX so that newer GPUs can JIT the kernels. Each
+# extra architecture costs a full device compile of every .cu file: keep the list short.
+DEFAULT_CUDA_ARCHS = "7.5;8.0;9.0+PTX"
 
 
 def with_cuda():
@@ -60,7 +92,17 @@ def extensions():
     # at::parallel_for is OpenMP code inlined from the headers: without -fopenmp it runs serially.
     # -fno-trapping-math lets GCC turn the selects around a division (IoU's empty-union case)
     # into vector blends; results are unchanged, only FP traps are assumed off (as they are).
-    cxx_flags = ["-O3", "-fopenmp", "-fno-trapping-math", "-include", "frcnn_fast_build_config.h"]
+    # No FMA contraction on either side (-ffp-contract=off, nvcc -fmad=false): CPU and CUDA
+    # then round every step alike and give bit-identical IoU, areas and anchors, which exact
+    # comparisons such as NMS's IoU > threshold rely on. These kernels are memory bound.
+    cxx_flags = [
+        "-O3",
+        "-fopenmp",
+        "-fno-trapping-math",
+        "-ffp-contract=off",
+        "-include",
+        "frcnn_fast_build_config.h",
+    ]
     macros = []
     extension = CppExtension
     extra = {}
@@ -68,7 +110,7 @@ def extensions():
         sources += sorted(glob.glob("csrc/cuda/*.cu"))
         macros.append(("FRCNN_FAST_WITH_CUDA", None))
         extension = CUDAExtension
-        extra["nvcc"] = ["-O3", "-lineinfo"]
+        extra["nvcc"] = ["-O3", "-lineinfo", "-fmad=false"]
     extra["cxx"] = cxx_flags
     return [
         extension(

@@ -2,7 +2,11 @@
 
 #include <torch/library.h>
 
+#include <c10/util/safe_numerics.h>
+
 #include <cmath>
+#include <cstdint>
+#include <limits>
 
 #include "common/checks.h"
 
@@ -14,6 +18,15 @@ void check_grid_anchors_inputs(
   check_boxes_2d(base_anchors, "base_anchors");
   TORCH_CHECK(height >= 0, "height (feature map rows) must be >= 0, got ", height);
   TORCH_CHECK(width >= 0, "width (feature map columns) must be >= 0, got ", width);
+  // The output has height * width * A rows of 4 values; a product that wraps around would
+  // size the output too small for the loops that fill it.
+  uint64_t numel = 4 * static_cast<uint64_t>(base_anchors.size(0));
+  const bool overflows = c10::mul_overflows(numel, static_cast<uint64_t>(height), &numel) ||
+      c10::mul_overflows(numel, static_cast<uint64_t>(width), &numel) ||
+      numel > static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+  TORCH_CHECK(
+      !overflows, "height * width * num_anchors is too large: height=", height,
+      ", width=", width, ", num_anchors=", base_anchors.size(0));
   TORCH_CHECK(
       std::isfinite(stride_y) && stride_y > 0, "stride_y must be finite and > 0, got ", stride_y);
   TORCH_CHECK(

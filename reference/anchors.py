@@ -24,13 +24,15 @@ def base_anchor_rows(sizes=(128, 256, 512), aspect_ratios=(0.5, 1.0, 2.0)):
     in sizes). Plain Python so that ``frcnn_fast.base_anchors`` builds its tensor from the very
     same numbers, under ``torch.compile`` too.
     """
+    for name, values in (("sizes", sizes), ("aspect_ratios", aspect_ratios)):
+        if np.isscalar(values):
+            raise TypeError(f"{name} must be a sequence of numbers, got {values!r}")
+        for v in values:
+            if not (v > 0 and math.isfinite(v)):
+                raise ValueError(f"{name} must be positive and finite, got {v}")
     rows = []
     for r in aspect_ratios:
-        if not r > 0:
-            raise ValueError(f"aspect_ratios must be positive, got {r}")
         for s in sizes:
-            if not s > 0:
-                raise ValueError(f"sizes must be positive, got {s}")
             h = s * math.sqrt(r)
             w = s / math.sqrt(r)
             rows.append([-0.5 * w, -0.5 * h, 0.5 * w, 0.5 * h])

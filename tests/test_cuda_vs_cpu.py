@@ -1,6 +1,5 @@
 """CUDA kernels == CPU kernels on the same inputs (the kernel-vs-reference tests of the other
 files already run on CUDA through their ``device`` parameter). Skipped only without a GPU."""
-import numpy as np
 import pytest
 import torch
 from hypothesis import given, strategies as st
@@ -16,7 +15,6 @@ from helpers import (
     coding_limits,
     decode_atol,
     encode_atol,
-    compute_eps,
     eps,
     to_np,
     to_tensor,
@@ -27,11 +25,13 @@ pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not HAS_CUDA, reason="no GPU"
 FORMATS = ("xyxy", "yxyx", "xywh", "cxcywh")
 
 
-def _same(cpu, gpu, dtype, mag=0.0):
-    """Equal up to a few ulps (nvcc may contract a*b+c into an FMA) plus arithmetic error."""
+def _identical(cpu, gpu, dtype):
+    """Bit-identical: neither side contracts a*b+c into an FMA (setup.py: -ffp-contract=off,
+    nvcc -fmad=false) and both round every IEEE step alike, so IoU, areas, conversions, clips
+    and anchors must agree exactly (NMS's IoU > threshold depends on it)."""
     assert gpu.device.type == "cuda" and cpu.device.type == "cpu"
     assert gpu.dtype == cpu.dtype == dtype
-    check_close(to_np(gpu), to_np(cpu), 8 * eps(dtype), 16 * compute_eps(dtype) * mag + 1e-3 * eps(dtype))
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=0, equal_nan=True)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -40,13 +40,12 @@ def test_box_ops_cuda_equals_cpu(dtype, pair, fmts):
     a, b = pair
     ca, cb = to_tensor(a, dtype), to_tensor(b, dtype)
     ga, gb = ca.cuda(), cb.cuda()
-    _same(frcnn_fast.box_iou(ca, cb), frcnn_fast.box_iou(ga, gb), dtype)
+    _identical(frcnn_fast.box_iou(ca, cb), frcnn_fast.box_iou(ga, gb), dtype)
     k = min(len(a), len(b))
-    _same(frcnn_fast.box_iou_aligned(ca[:k], cb[:k]), frcnn_fast.box_iou_aligned(ga[:k], gb[:k]), dtype)
-    mag = np.abs(to_np(ca)).max(-1, keepdims=True) if len(a) else 0.0
-    _same(frcnn_fast.box_area(ca), frcnn_fast.box_area(ga), dtype, mag[..., 0] ** 2 if len(a) else 0.0)
-    _same(frcnn_fast.box_convert(ca, *fmts), frcnn_fast.box_convert(ga, *fmts), dtype, mag)
-    _same(frcnn_fast.clip_boxes(ca, (480, 640)), frcnn_fast.clip_boxes(ga, (480, 640)), dtype)
+    _identical(frcnn_fast.box_iou_aligned(ca[:k], cb[:k]), frcnn_fast.box_iou_aligned(ga[:k], gb[:k]), dtype)
+    _identical(frcnn_fast.box_area(ca), frcnn_fast.box_area(ga), dtype)
+    _identical(frcnn_fast.box_convert(ca, *fmts), frcnn_fast.box_convert(ga, *fmts), dtype)
+    _identical(frcnn_fast.clip_boxes(ca, (480, 640)), frcnn_fast.clip_boxes(ga, (480, 640)), dtype)
     for m in (0.0, 1.0, 37.5):
         assert frcnn_fast.remove_small_boxes(ca, m).tolist() == frcnn_fast.remove_small_boxes(ga, m).cpu().tolist()
 
@@ -78,5 +77,31 @@ def test_box_coding_cuda_equals_cpu(dtype, data, weights):
 def test_anchors_cuda_equals_cpu(dtype, fs, stride, offset):
     c = frcnn_fast.generate_anchors(fs, stride, (32, 64, 128), (0.5, 1.0, 2.0), offset, dtype=dtype)
     g = frcnn_fast.generate_anchors(fs, stride, (32, 64, 128), (0.5, 1.0, 2.0), offset, dtype=dtype, device="cuda")
-    mag = np.abs(to_np(c)).max(-1, keepdims=True) + 200 if len(c) else 0.0
-    _same(c, g, dtype, mag)
+    _identical(c, g, dtype)
+
+
+def _large_boxes(n, seed):
+    gen = torch.Generator().manual_seed(seed)
+    xy = torch.rand(n, 2, generator=gen) * 1000
+    return torch.cat([xy, xy + torch.rand(n, 2, generator=gen) * 200], dim=1)
+
+
+@pytest.mark.parametrize(
+    "n,m",
+    [
+        (600_000, 3),  # more row blocks than gridDim.y's 65,535 (blocks of 8 rows)
+        (2, 2_200_000),  # more column blocks than the 65,536 cap (blocks of 32 columns)
+    ],
+)
+def test_box_iou_past_the_grid_caps(n, m):
+    a, b = _large_boxes(n, 1), _large_boxes(m, 2)
+    _identical(frcnn_fast.box_iou(a, b), frcnn_fast.box_iou(a.cuda(), b.cuda()), torch.float32)
+
+
+def test_elementwise_ops_past_the_grid_cap():
+    # 17M boxes: more than blocks_for's 65,536 blocks of 256 threads, so the grid-stride loop
+    # must cover the rest.
+    boxes = _large_boxes(17_000_000, 3)
+    gpu = boxes.cuda()
+    _identical(frcnn_fast.box_area(boxes), frcnn_fast.box_area(gpu), torch.float32)
+    _identical(frcnn_fast.clip_boxes(boxes, (600, 800)), frcnn_fast.clip_boxes(gpu, (600, 800)), torch.float32)

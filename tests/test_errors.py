@@ -84,6 +84,23 @@ CASES = [
         "strides",
     ),
     ("anchors_inside [N,3]", lambda: frcnn_fast.anchors_inside(boxes(cols=3), (10, 10)), "anchors"),
+    ("anchors_inside int", lambda: frcnn_fast.anchors_inside(ok.long(), (10, 10)), "anchors"),
+    ("anchors bool feature_size", lambda: frcnn_fast.generate_anchors((True, 5), 16), "feature_size"),
+    ("anchors infinite size", lambda: frcnn_fast.generate_anchors((2, 2), 16, sizes=(math.inf,)), "sizes"),
+    ("anchors scalar sizes", lambda: frcnn_fast.base_anchors(128), "sizes"),
+    # height * width * A wraps around int64 (2**64 + 1 cells): must be refused, not segfault
+    ("anchors size overflow", lambda: frcnn_fast.generate_anchors((274177, 67280421310721), 16), "height"),
+    ("anchors size overflow to 0", lambda: frcnn_fast.generate_anchors((2**40, 2**40), 16), "height"),
+    (
+        "anchor generator map larger than image",
+        lambda: frcnn_fast.AnchorGenerator(((32,),), ((1.0,),))(torch.zeros(1, 3, 8, 8), [torch.zeros(1, 4, 16, 16)]),
+        "feature_maps",
+    ),
+    (
+        "anchor generator 3-D images",
+        lambda: frcnn_fast.AnchorGenerator(((32,),), ((1.0,),))(torch.zeros(3, 8, 8), [torch.zeros(1, 4, 4, 4)]),
+        "images",
+    ),
     # --- the raw ops check their inputs in C++ as well (TORCH_CHECK)
     ("op box_iou [N,3]", lambda: torch.ops.frcnn_fast.box_iou(boxes(cols=3), ok), "boxes1"),
     ("op box_iou int", lambda: torch.ops.frcnn_fast.box_iou(ok, ok.long()), "boxes2"),
@@ -94,6 +111,11 @@ CASES = [
     ("op remove_small int", lambda: torch.ops.frcnn_fast.remove_small_boxes(ok.long(), 1.0), "boxes"),
     ("op grid_anchors base [A,3]", lambda: torch.ops.frcnn_fast.grid_anchors(boxes(cols=3), 2, 2, 16.0, 16.0, 0.5), "base_anchors"),
     ("op grid_anchors negative height", lambda: torch.ops.frcnn_fast.grid_anchors(ok, -2, 2, 16.0, 16.0, 0.5), "height"),
+    (
+        "op grid_anchors size overflow",
+        lambda: torch.ops.frcnn_fast.grid_anchors(torch.zeros(1, 4), 274177, 67280421310721, 1.0, 1.0, 0.0),
+        "height",
+    ),
 ]
 
 

@@ -38,7 +38,10 @@ def _feature_size(feature_size):
     if not isinstance(feature_size, (tuple, list, torch.Size)) or len(feature_size) != 2:
         raise ValueError(f"feature_size must be a (height, width) pair, got {feature_size!r}")
     height, width = feature_size
-    if not all(isinstance(v, (numbers.Integral, torch.SymInt)) for v in (height, width)):
+    if not all(
+        isinstance(v, (numbers.Integral, torch.SymInt)) and not isinstance(v, bool)
+        for v in (height, width)
+    ):
         raise TypeError(f"feature_size must hold integers, got {feature_size!r}")
     if height < 0 or width < 0:
         raise ValueError(f"feature_size must be non-negative, got {tuple(feature_size)}")
@@ -117,6 +120,8 @@ def anchors_inside(anchors: Tensor, image_size, allowed_border: float = 0.0) -> 
     check_tensor(anchors, "anchors")
     if anchors.dim() != 2 or anchors.shape[-1] != 4:
         raise ValueError(f"anchors must have shape [N, 4], got {tuple(anchors.shape)}")
+    if not anchors.is_floating_point():
+        raise ValueError(f"anchors must be a floating-point tensor, got {anchors.dtype}")
     height, width = check_pair(image_size, "image_size")
     b = allowed_border
     # Compared in float64: a bound such as width + border rounded to the anchors' dtype
@@ -128,7 +133,10 @@ def anchors_inside(anchors: Tensor, image_size, allowed_border: float = 0.0) -> 
 class AnchorGenerator(nn.Module):
     """Anchors for a batch of images and their (FPN) feature maps.
 
-    Same call as torchvision's ``AnchorGenerator``: ``forward(images, feature_maps)`` returns
+    Same call as torchvision's ``AnchorGenerator``, **not the same defaults**: ``offset=0.5``
+    centres anchors in their cells as the Faster R-CNN tutorials do. In a model trained with
+    torchvision's anchors use ``offset=0.0, rounded=True``, which reproduces them exactly.
+    ``forward(images, feature_maps)`` returns
     one ``[sum_l H_l * W_l * A_l, 4]`` tensor per image; ``images`` is an image tensor
     ``[N, C, H, W]`` or a torchvision ``ImageList``. A level's stride is
     ``image_size // feature_size`` (torchvision's rule).
@@ -158,12 +166,20 @@ class AnchorGenerator(nn.Module):
     def forward(self, images, feature_maps):
         tensors = images.tensors if hasattr(images, "tensors") else images
         check_tensor(tensors, "images")
+        if tensors.dim() != 4:
+            raise ValueError(f"images must have shape [N, C, H, W], got {tuple(tensors.shape)}")
         if len(feature_maps) != len(self.sizes):
             raise ValueError(
                 f"feature_maps must have one map per level ({len(self.sizes)}), got {len(feature_maps)}"
             )
         image_h, image_w = tensors.shape[-2:]
         feature_sizes = [tuple(f.shape[-2:]) for f in feature_maps]
+        for h, w in feature_sizes:
+            if not (0 < h <= image_h and 0 < w <= image_w):
+                raise ValueError(
+                    f"feature_maps must be non-empty and no larger than the images "
+                    f"({image_h}x{image_w}), got a {h}x{w} map"
+                )
         strides = [(image_h // h, image_w // w) for h, w in feature_sizes]
         anchors = generate_anchors_multilevel(
             feature_sizes,
