@@ -6,7 +6,6 @@ default architectures.
 """
 import glob
 import os
-
 import shutil
 
 import torch
