@@ -12,6 +12,8 @@ import zlib
 
 import numpy as np
 
+import reference
+
 QUANTUM = 1.0 / 64.0
 
 
@@ -56,19 +58,9 @@ def jitter_boxes(rng, boxes, centre_sigma=0.1, log_size_sigma=0.2):
 
 
 def grid_anchors_np(height, width, stride, sizes=(128, 256, 512), ratios=(0.5, 1.0, 2.0), offset=0.5):
-    """The seeds' anchors (independent of the library under test), quantized. ``[H*W*A, 4]``."""
-    base = []
-    for r in ratios:
-        for s in sizes:
-            h = s * math.sqrt(r)
-            w = s / math.sqrt(r)
-            base.append([-0.5 * w, -0.5 * h, 0.5 * w, 0.5 * h])
-    base = np.asarray(base)
-    xs = (np.arange(width) + offset) * stride
-    ys = (np.arange(height) + offset) * stride
-    cy, cx = np.meshgrid(ys, xs, indexing="ij")
-    shifts = np.stack([cx, cy, cx, cy], axis=-1).reshape(-1, 1, 4)
-    return quantize((shifts + base[None]).reshape(-1, 4))
+    """The seeds' anchors from the NumPy reference (checked against DESIGN's golden vectors),
+    quantized. ``[H*W*A, 4]``."""
+    return quantize(reference.generate_anchors((height, width), stride, sizes, ratios, offset))
 
 
 def random_deltas(rng, n, k=1, weights=(1.0, 1.0, 1.0, 1.0), sigma=(0.1, 0.1, 0.2, 0.2), clamp_frac=0.01):
