@@ -38,16 +38,20 @@ test: build emu
 # that run emulated CUDA kernels. setarch -R: TSan needs the classic memory layout.
 CXX ?= g++
 SANITIZE_TESTS ?= tests -m cuda_emu -p no:cacheprovider
+ASAN_ENV = FRCNN_CUDA_EMU_VARIANT=address LD_PRELOAD=$$($(CXX) -print-file-name=libasan.so) \
+  ASAN_OPTIONS=detect_leaks=0:protect_shadow_gap=0:alloc_dealloc_mismatch=0:halt_on_error=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+TSAN_ENV = FRCNN_CUDA_EMU_VARIANT=thread LD_PRELOAD=$$($(CXX) -print-file-name=libtsan.so) \
+  TSAN_OPTIONS=halt_on_error=1:report_signal_unsafe=0
+# Each half first proves that its sanitizer sees deliberately broken kernels (canaries), then
+# runs every test of the emulated CUDA kernels under it.
 sanitize: build
 	$(PY) -m tests.cuda_emu.build --variant address
-	FRCNN_CUDA_EMU_VARIANT=address LD_PRELOAD=$$($(CXX) -print-file-name=libasan.so) \
-	  ASAN_OPTIONS=detect_leaks=0:protect_shadow_gap=0:alloc_dealloc_mismatch=0:halt_on_error=1 \
-	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  $(PY) -m pytest $(SANITIZE_TESTS)
+	$(ASAN_ENV) $(PY) -m tests.cuda_emu.canaries address
+	$(ASAN_ENV) $(PY) -m pytest $(SANITIZE_TESTS)
 	$(PY) -m tests.cuda_emu.build --variant thread
-	FRCNN_CUDA_EMU_VARIANT=thread LD_PRELOAD=$$($(CXX) -print-file-name=libtsan.so) \
-	  TSAN_OPTIONS=halt_on_error=1:report_signal_unsafe=0 \
-	  setarch $$(uname -m) -R $(PY) -m pytest $(SANITIZE_TESTS)
+	$(TSAN_ENV) setarch $$(uname -m) -R $(PY) -m tests.cuda_emu.canaries thread
+	$(TSAN_ENV) setarch $$(uname -m) -R $(PY) -m pytest $(SANITIZE_TESTS)
 
 bench: build
 	$(PY) -m benchmarks

@@ -22,9 +22,10 @@ import zlib
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .build import LIBRARY, build
+__all__ = ["LIBRARY", "EmulatedCuda", "emulated", "load", "seed_for", "variant"]
 
-__all__ = ["EmulatedCuda", "emulated", "load", "seed_for", "variant"]
+# The op library of the emulated kernels (csrc/*.cpp compiled with FRCNN_FAST_LIBRARY set to it).
+LIBRARY = "frcnn_fast_cuda_emu"
 
 
 def variant():
@@ -35,6 +36,8 @@ def variant():
 def load():
     """The emulated build's Python module (built first if it is missing or out of date).
     A build that fails raises: the tests that need it then fail, they never skip."""
+    from .build import build  # not at import: `python -m tests.cuda_emu.build` imports us first
+
     return build(variant())
 
 

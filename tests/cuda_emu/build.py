@@ -20,11 +20,11 @@ import glob
 import os
 from pathlib import Path
 
+from . import LIBRARY
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 CSRC = REPO / "csrc"
-
-LIBRARY = "frcnn_fast_cuda_emu"
 VARIANTS = {
     "plain": [],
     # -fno-sanitize-recover: undefined behaviour stops the run instead of printing and going on.

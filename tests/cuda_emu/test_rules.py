@@ -7,8 +7,7 @@ import pytest
 import torch
 
 import frcnn_fast
-from . import load
-from .build import LIBRARY
+from . import LIBRARY, load
 
 pytestmark = pytest.mark.cuda_emu
 

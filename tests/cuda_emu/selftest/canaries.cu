@@ -1,0 +1,77 @@
+// Deliberately broken kernels: `make sanitize` runs each in a child process and requires the
+// sanitizer to report it (tests/cuda_emu/canaries.py). They prove that the sanitizer builds
+// see what they are there to see; no other test calls them.
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include "common/macros.h"
+#include "cuda/device.cuh"
+
+namespace frcnn_fast {
+namespace {
+
+// Writes one element past the dynamic shared memory of the launch.
+__global__ void shared_overrun_kernel(int n, float* out) {
+  FRCNN_DYNAMIC_SHARED(float, s);
+  const int t = static_cast<int>(threadIdx.x);
+  s[t + 1] = 1.0f;  // thread n-1 writes s[n]
+  __syncthreads();
+  out[t] = s[t];
+  (void)n;
+}
+
+// Reads one element past the end of its input tensor.
+__global__ void global_overrun_kernel(const float* x, int n, float* out) {
+  const int t = static_cast<int>(threadIdx.x);
+  out[t] = x[t + 1];  // thread n-1 reads x[n]
+  (void)n;
+}
+
+// Every thread increments one shared counter with a plain read-modify-write and no barrier:
+// a data race between the threads of a block.
+__global__ void shared_race_kernel(int* out) {
+  __shared__ int counter;
+  if (threadIdx.x == 0) {
+    counter = 0;
+  }
+  __syncthreads();
+  counter += 1;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    out[0] = counter;
+  }
+}
+
+void shared_overrun(int64_t n) {
+  at::Tensor out = at::empty({n}, at::kFloat);
+  FRCNN_LAUNCH(shared_overrun_kernel, 1, static_cast<unsigned>(n), n * sizeof(float), current_stream())(
+      static_cast<int>(n), out.mutable_data_ptr<float>());
+}
+
+void global_overrun(int64_t n) {
+  at::Tensor x = at::zeros({n}, at::kFloat);
+  at::Tensor out = at::empty({n}, at::kFloat);
+  FRCNN_LAUNCH(global_overrun_kernel, 1, static_cast<unsigned>(n), 0, current_stream())(
+      x.const_data_ptr<float>(), static_cast<int>(n), out.mutable_data_ptr<float>());
+}
+
+void shared_race(int64_t threads) {
+  at::Tensor out = at::zeros({1}, at::kInt);
+  FRCNN_LAUNCH(shared_race_kernel, 1, static_cast<unsigned>(threads), 0, current_stream())(out.mutable_data_ptr<int>());
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {
+  m.def("canary_shared_overrun(int n) -> ()");
+  m.def("canary_global_overrun(int n) -> ()");
+  m.def("canary_shared_race(int threads) -> ()");
+}
+
+TORCH_LIBRARY_IMPL(FRCNN_FAST_LIBRARY, CompositeExplicitAutograd, m) {
+  m.impl("canary_shared_overrun", &shared_overrun);
+  m.impl("canary_global_overrun", &global_overrun);
+  m.impl("canary_shared_race", &shared_race);
+}
+
+}  // namespace frcnn_fast
