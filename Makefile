@@ -34,24 +34,28 @@ emu: env
 test: build emu
 	$(PY) -m pytest tests
 
-# The sanitizer runtimes must be loaded before Python; the tests marked cuda_emu are the ones
-# that run emulated CUDA kernels. setarch -R: TSan needs the classic memory layout.
+# The sanitizer runtimes must be loaded before Python (the build step imports what it built);
+# the tests marked cuda_emu are the ones that run emulated CUDA kernels. setarch -R: TSan needs
+# the classic memory layout.
 CXX ?= g++
-SANITIZE_TESTS ?= tests -m cuda_emu -p no:cacheprovider
-ASAN_ENV = FRCNN_CUDA_EMU_VARIANT=address LD_PRELOAD=$$($(CXX) -print-file-name=libasan.so) \
+SANITIZE_TESTS ?= tests -p no:cacheprovider
+# libstdc++ preloaded too: the sanitizers' exception interceptors must find it at start-up.
+ASAN_ENV = FRCNN_CUDA_EMU_VARIANT=address \
+  LD_PRELOAD="$$($(CXX) -print-file-name=libasan.so) $$($(CXX) -print-file-name=libstdc++.so)" \
   ASAN_OPTIONS=detect_leaks=0:protect_shadow_gap=0:alloc_dealloc_mismatch=0:halt_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-TSAN_ENV = FRCNN_CUDA_EMU_VARIANT=thread LD_PRELOAD=$$($(CXX) -print-file-name=libtsan.so) \
+TSAN_ENV = FRCNN_CUDA_EMU_VARIANT=thread \
+  LD_PRELOAD="$$($(CXX) -print-file-name=libtsan.so) $$($(CXX) -print-file-name=libstdc++.so)" \
   TSAN_OPTIONS=halt_on_error=1:report_signal_unsafe=0
 # Each half first proves that its sanitizer sees deliberately broken kernels (canaries), then
 # runs every test of the emulated CUDA kernels under it.
 sanitize: build
-	$(PY) -m tests.cuda_emu.build --variant address
+	$(ASAN_ENV) $(PY) -m tests.cuda_emu.build --variant address
 	$(ASAN_ENV) $(PY) -m tests.cuda_emu.canaries address
-	$(ASAN_ENV) $(PY) -m pytest $(SANITIZE_TESTS)
-	$(PY) -m tests.cuda_emu.build --variant thread
+	$(ASAN_ENV) $(PY) -m pytest $(SANITIZE_TESTS) -m cuda_emu
+	$(TSAN_ENV) setarch $$(uname -m) -R $(PY) -m tests.cuda_emu.build --variant thread
 	$(TSAN_ENV) setarch $$(uname -m) -R $(PY) -m tests.cuda_emu.canaries thread
-	$(TSAN_ENV) setarch $$(uname -m) -R $(PY) -m pytest $(SANITIZE_TESTS)
+	$(TSAN_ENV) setarch $$(uname -m) -R $(PY) -m pytest $(SANITIZE_TESTS) -m "cuda_emu and not deliberate_race"
 
 bench: build
 	$(PY) -m benchmarks

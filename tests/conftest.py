@@ -50,6 +50,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: test runs on a CUDA device (skipped only when no GPU is visible)")
     config.addinivalue_line("markers", "cuda_emu: test runs CUDA kernels in the CPU emulation (tests/cuda_emu)")
     config.addinivalue_line("markers", "on_cuda_emu: every frcnn_fast op the test calls runs on the emulated CUDA kernels")
+    config.addinivalue_line("markers", "deliberate_race: runs a kernel with a data race on purpose (not under TSan)")
 
 
 @pytest.fixture(autouse=True)

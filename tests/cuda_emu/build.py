@@ -72,6 +72,9 @@ def build(variant="plain", verbose=False):
     if os.path.isdir("/usr/local/cuda") and "CUDA_HOME" not in os.environ:
         os.environ["CUDA_HOME"] = "/usr/local/cuda"  # torch's extension module reads it at import
     os.environ.setdefault("MAX_JOBS", "2")
+    # A sanitizer runtime preloaded into this Python (make sanitize) has no business in the
+    # compiler processes the build starts.
+    os.environ.pop("LD_PRELOAD", None)
     from torch.utils.cpp_extension import load
 
     flags = [

@@ -17,6 +17,7 @@ CASES = {
     ],
     "thread": [
         ("canary_shared_race", 64, "data race"),
+        ("canary_global_race", 64, "data race"),
     ],
 }
 

@@ -64,11 +64,12 @@ inline void tsan_destroy_fiber(void* fiber) {
 #endif
 }
 
-inline void tsan_switch_to(void* fiber, bool sync) {
+// Never a synchronising switch: what orders the emulated threads is annotated explicitly.
+inline void tsan_switch_to(void* fiber) {
 #if defined(__SANITIZE_THREAD__)
-  __tsan_switch_to_fiber(fiber, sync ? 0 : __tsan_switch_to_fiber_no_sync);
+  __tsan_switch_to_fiber(fiber, __tsan_switch_to_fiber_no_sync);
 #else
-  (void)fiber, (void)sync;
+  (void)fiber;
 #endif
 }
 

@@ -9,9 +9,9 @@
 // as an exception instead of hanging.
 //
 // Sanitizers: fibers are announced to AddressSanitizer (stack switches) and ThreadSanitizer
-// (each fiber is a TSan thread; switching back to the scheduler does not synchronise, so two
-// threads of a block are ordered only by the barriers and warp syncs that order them on a GPU).
-// The runtime's own bookkeeping is therefore excluded from TSan instrumentation.
+// (each fiber is a TSan thread and no switch synchronises, so two threads of a block are
+// ordered only by what orders them on a GPU: the launch, barriers, __syncwarp). The runtime's
+// own bookkeeping is therefore excluded from TSan instrumentation.
 #include <sys/mman.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -72,6 +72,7 @@ struct Fiber {
   int warp = 0;
   int lane = 0;
   State state = State::kRunnable;
+  bool started = false;
   // what the thread waits in
   BarrierKind barrier = BarrierKind::kSync;
   WarpOp op = WarpOp::kSyncwarp;
@@ -81,6 +82,18 @@ struct Fiber {
   int width = 32;
   Site site{nullptr, 0};
   uint64_t result = 0;
+  // TSan: what this thread released at its last two __syncwarp arrivals, and which of them
+  // each partner of the completed one is to be acquired from (see warp_collective)
+  char warp_token[2] = {0, 0};
+  uint64_t warp_arrivals = 0;
+  uint8_t partner_token[32] = {};
+  int barrier_parity = 0;
+};
+
+// TSan synchronisation objects of one launch and of one worker's sequence of blocks.
+struct LaunchSync {
+  char start = 0;  // released by the host before the launch, acquired by every thread
+  char done = 0;   // released by every thread as it exits, acquired by the host after the launch
 };
 
 struct Block {
@@ -102,18 +115,23 @@ struct Block {
   void* dynamic_shared = nullptr;
   // the first misuse: reported by the scheduler, which formats the message
   Misuse misuse = Misuse::kNone;
+  bool aborting = false;  // after a misuse: the remaining threads are resumed once, to end
   int misuse_tid = -1;
   int misuse_lane = -1;
   Site misuse_site{nullptr, 0};
-  char barrier_sync = 0;  // addresses used as TSan synchronisation objects
-  char warp_sync[kMaxThreadsPerBlock / 32] = {};
+  // TSan: each barrier generation has its own object (by parity: a thread can be one barrier
+  // ahead of a slower one that is still leaving the previous barrier, never two).
+  char barrier_token[2] = {0, 0};
+  int barrier_generation = 0;
+  LaunchSync* launch = nullptr;
+  // Released by each thread as it exits, acquired by the scheduler when the block is over:
+  // the scheduler then frees the block's shared memory, and the next block's threads, which
+  // TSan sees as created by it, come after this block (they reuse its static shared memory).
+  char done = 0;
 };
 
 thread_local Block* t_block = nullptr;
 thread_local Fiber* t_fiber = nullptr;
-// Released by every fiber when it exits and acquired when one starts: blocks that run one after
-// the other on this OS thread reuse its static shared memory, so they must be ordered for TSan.
-thread_local char t_worker_sync = 0;
 
 std::atomic<uint64_t> g_launches{0};
 std::atomic<uint64_t> g_blocks{0};
@@ -166,25 +184,42 @@ thread_local StackPool t_stacks;
 FRCNN_EMU_NO_TSAN void enter_fiber(Block& b, Fiber& f) {
   threadIdx = f.index;
   t_fiber = &f;
+  f.started = true;
   g_switches.fetch_add(1, std::memory_order_relaxed);
   void* fake_stack = nullptr;
   asan_start_switch(&fake_stack, f.stack, config().stack_bytes);
-  // Synchronising: the fiber sees everything the host and scheduler did before the launch.
-  tsan_switch_to(f.tsan, /*sync=*/true);
+  // Never synchronising: the scheduler is no GPU thread, and if switches ordered the fibers no
+  // race could show. What orders them is explicit (launch start, barriers, __syncwarp).
+  tsan_switch_to(f.tsan);
   swapcontext(&b.scheduler, &f.context);
   asan_finish_switch(fake_stack, nullptr, nullptr);
   t_fiber = nullptr;
 }
 
-// From a fiber back to the scheduler. Not synchronising: the scheduler is not a GPU thread.
-FRCNN_EMU_NO_TSAN void leave_fiber(bool exiting) {
+// The end of a thread: it tells the sanitizers, and never runs again.
+[[noreturn]] FRCNN_EMU_NO_TSAN void end_fiber() {
+  Block& b = *t_block;
+  Fiber& f = *t_fiber;
+  tsan_release(&b.done);
+  tsan_release(&b.launch->done);
+  asan_start_switch(nullptr, b.scheduler_stack, b.scheduler_stack_size);
+  tsan_switch_to(b.scheduler_tsan);
+  swapcontext(&f.context, &b.scheduler);
+  std::abort();  // an ended fiber is never resumed
+}
+
+// From a fiber back to the scheduler, until the scheduler resumes it.
+FRCNN_EMU_NO_TSAN void leave_fiber() {
   Block& b = *t_block;
   Fiber& f = *t_fiber;
   void* fake_stack = nullptr;
-  asan_start_switch(exiting ? nullptr : &fake_stack, b.scheduler_stack, b.scheduler_stack_size);
-  tsan_switch_to(b.scheduler_tsan, /*sync=*/false);
+  asan_start_switch(&fake_stack, b.scheduler_stack, b.scheduler_stack_size);
+  tsan_switch_to(b.scheduler_tsan);
   swapcontext(&f.context, &b.scheduler);
   asan_finish_switch(fake_stack, nullptr, nullptr);
+  if (b.aborting) {
+    end_fiber();  // the block is abandoned after a misuse elsewhere
+  }
 }
 
 FRCNN_EMU_NO_TSAN void fiber_main() {
@@ -196,13 +231,10 @@ FRCNN_EMU_NO_TSAN void fiber_main() {
     b.scheduler_stack = from_stack;
     b.scheduler_stack_size = from_size;
   }
-  tsan_acquire(&t_worker_sync);
+  tsan_acquire(&b.launch->start);
   b.body(b.context);
-  tsan_release(&t_worker_sync);
-  Fiber& f = *t_fiber;
-  f.state = State::kExited;
-  leave_fiber(/*exiting=*/true);
-  std::abort();  // an exited fiber is never resumed
+  t_fiber->state = State::kExited;
+  end_fiber();
 }
 
 // Called on a fiber: records the first misuse and hands control back for good.
@@ -214,8 +246,8 @@ FRCNN_EMU_NO_TSAN void fiber_main() {
     b.misuse_lane = lane;
     b.misuse_site = site;
   }
-  leave_fiber(/*exiting=*/false);
-  std::abort();  // the scheduler abandons the block after a misuse
+  leave_fiber();  // the scheduler abandons the block: this returns into end_fiber()
+  std::abort();
 }
 
 FRCNN_EMU_NO_TSAN void scheduler_misuse(Block& b, Misuse what, int tid, int lane, Site site) {
@@ -325,6 +357,18 @@ FRCNN_EMU_NO_TSAN void try_complete_warp_op(Block& b, Fiber& f) {
       }
     }
   }
+  if (f.op == WarpOp::kSyncwarp) {
+    for (int l = 0; l < 32; ++l) {
+      if (!(mask >> l & 1u)) {
+        continue;
+      }
+      for (int k = 0; k < 32; ++k) {
+        if (mask >> k & 1u) {
+          lanes[l].partner_token[k] = static_cast<uint8_t>((lanes[k].warp_arrivals - 1) % 2);
+        }
+      }
+    }
+  }
   for (int l = 0; l < 32; ++l) {
     if (mask >> l & 1u) {
       make_runnable(b, lanes[l]);
@@ -364,6 +408,7 @@ FRCNN_EMU_NO_TSAN void try_complete_barrier(Block& b) {
     make_runnable(b, f);
   }
   b.at_barrier = 0;
+  ++b.barrier_generation;
 }
 
 // ----------------------------------------------------------------------------- one block
@@ -455,7 +500,7 @@ struct WorkerState {
 // Returns "" or the misuse message.
 FRCNN_EMU_NO_TSAN std::string run_block(
     const LaunchConfig& c, void (*body)(void*), void* context, int64_t linear, uint64_t launch_id,
-    WorkerState& ws) {
+    LaunchSync& launch, WorkerState& ws) {
   const Config& cfg = config();
   blockIdx = dim3(
       static_cast<unsigned>(linear % c.grid.x), static_cast<unsigned>((linear / c.grid.x) % c.grid.y),
@@ -477,6 +522,7 @@ FRCNN_EMU_NO_TSAN std::string run_block(
   b.dynamic_shared = std::malloc(c.shared_bytes == 0 ? 1 : c.shared_bytes);
   std::memset(b.dynamic_shared, 0xff, c.shared_bytes == 0 ? 1 : c.shared_bytes);
   b.scheduler_tsan = tsan_current_fiber();
+  b.launch = &launch;
   t_block = &b;
   for (int t = 0; t < b.num_threads; ++t) {
     Fiber& f = b.fibers[t];
@@ -538,10 +584,21 @@ FRCNN_EMU_NO_TSAN std::string run_block(
       try_complete_barrier(b);
     }
   }
+  if (b.misuse != Misuse::kNone) {
+    // Resume each unfinished thread once so that it ends properly (sanitizer bookkeeping);
+    // none runs kernel code again.
+    b.aborting = true;
+    for (int t = 0; t < b.num_threads; ++t) {
+      Fiber& f = b.fibers[t];
+      if (f.started && f.state != State::kExited) {
+        enter_fiber(b, f);
+      }
+    }
+  }
   for (int t = 0; t < b.num_threads; ++t) {
     tsan_destroy_fiber(b.fibers[t].tsan);
   }
-  tsan_acquire(&t_worker_sync);
+  tsan_acquire(&b.done);
   std::free(b.dynamic_shared);
   t_block = nullptr;
   g_blocks.fetch_add(1, std::memory_order_relaxed);
@@ -597,9 +654,10 @@ FRCNN_EMU_NO_TSAN int block_barrier(BarrierKind kind, int predicate, Site site) 
   f.bits = static_cast<uint64_t>(predicate != 0);
   f.site = site;
   ++b.at_barrier;
-  tsan_release(&b.barrier_sync);
-  leave_fiber(false);
-  tsan_acquire(&b.barrier_sync);
+  f.barrier_parity = b.barrier_generation % 2;
+  tsan_release(&b.barrier_token[f.barrier_parity]);
+  leave_fiber();
+  tsan_acquire(&b.barrier_token[f.barrier_parity]);
   return static_cast<int>(f.result);
 }
 
@@ -629,12 +687,21 @@ FRCNN_EMU_NO_TSAN uint64_t warp_collective(
   f.width = width;
   f.site = site;
   // Only __syncwarp orders memory among its lanes; shuffles and votes exchange values only.
+  // Each lane releases into its own object (two, alternating: it may arrive at its next
+  // __syncwarp before a partner has left this one) and, when leaving, acquires the object each
+  // partner released into at this __syncwarp (recorded when it completed).
   if (op == WarpOp::kSyncwarp) {
-    tsan_release(&b.warp_sync[f.warp]);
+    tsan_release(&f.warp_token[f.warp_arrivals % 2]);
+    ++f.warp_arrivals;
   }
-  leave_fiber(false);
+  leave_fiber();
   if (op == WarpOp::kSyncwarp) {
-    tsan_acquire(&b.warp_sync[f.warp]);
+    Fiber* lanes = b.fibers + 32 * f.warp;
+    for (int l = 0; l < 32; ++l) {
+      if (mask >> l & 1u) {
+        tsan_acquire(&lanes[l].warp_token[f.partner_token[l]]);
+      }
+    }
   }
   return f.result;
 }
@@ -650,7 +717,7 @@ FRCNN_EMU_NO_TSAN unsigned active_mask() {
 
 FRCNN_EMU_NO_TSAN void yield_point() {
   if (t_fiber != nullptr) {
-    leave_fiber(false);
+    leave_fiber();
   }
 }
 
@@ -678,6 +745,8 @@ void run_grid(const LaunchConfig& c, void (*body)(void*), void* context) {
   for (int64_t i = num_blocks - 1; i > 0; --i) {
     std::swap(order[static_cast<size_t>(i)], order[static_cast<size_t>(splitmix(rng) % static_cast<uint64_t>(i + 1))]);
   }
+  LaunchSync launch;
+  tsan_release(&launch.start);  // the threads see what the host wrote before the launch
   std::atomic<int64_t> next{0};
   std::atomic<bool> failed{false};
   std::mutex error_mutex;
@@ -691,7 +760,7 @@ void run_grid(const LaunchConfig& c, void (*body)(void*), void* context) {
       if (i >= num_blocks || failed.load()) {
         break;
       }
-      std::string e = run_block(c, body, context, order[static_cast<size_t>(i)], launch_id, ws);
+      std::string e = run_block(c, body, context, order[static_cast<size_t>(i)], launch_id, launch, ws);
       if (!e.empty()) {
         std::lock_guard<std::mutex> lock(error_mutex);
         if (error.empty()) {
@@ -717,6 +786,7 @@ void run_grid(const LaunchConfig& c, void (*body)(void*), void* context) {
       t.join();
     }
   }
+  tsan_acquire(&launch.done);  // and the host (so the next launch) sees what they wrote
   if (failed.load()) {
     throw std::runtime_error("emulated CUDA: " + error);
   }

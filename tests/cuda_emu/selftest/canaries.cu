@@ -27,19 +27,25 @@ __global__ void global_overrun_kernel(const float* x, int n, float* out) {
   (void)n;
 }
 
-// Every thread increments one shared counter with a plain read-modify-write and no barrier:
-// a data race between the threads of a block.
+// Every thread increments one counter in (dynamic) shared memory with a plain read-modify-write
+// and no barrier between them: a data race between the threads of a block. (Static __shared__
+// variables are thread-local storage in the emulation, which GCC's TSan does not instrument.)
 __global__ void shared_race_kernel(int* out) {
-  __shared__ int counter;
+  FRCNN_DYNAMIC_SHARED(int, counter);
   if (threadIdx.x == 0) {
-    counter = 0;
+    counter[0] = 0;
   }
   __syncthreads();
-  counter += 1;
+  counter[0] += 1;
   __syncthreads();
   if (threadIdx.x == 0) {
-    out[0] = counter;
+    out[0] = counter[0];
   }
+}
+
+// Two threads of a block write the same global element.
+__global__ void global_race_kernel(int* out) {
+  out[0] = static_cast<int>(threadIdx.x);
 }
 
 void shared_overrun(int64_t n) {
@@ -57,7 +63,13 @@ void global_overrun(int64_t n) {
 
 void shared_race(int64_t threads) {
   at::Tensor out = at::zeros({1}, at::kInt);
-  FRCNN_LAUNCH(shared_race_kernel, 1, static_cast<unsigned>(threads), 0, current_stream())(out.mutable_data_ptr<int>());
+  FRCNN_LAUNCH(shared_race_kernel, 1, static_cast<unsigned>(threads), sizeof(int), current_stream())(
+      out.mutable_data_ptr<int>());
+}
+
+void global_race(int64_t threads) {
+  at::Tensor out = at::zeros({1}, at::kInt);
+  FRCNN_LAUNCH(global_race_kernel, 1, static_cast<unsigned>(threads), 0, current_stream())(out.mutable_data_ptr<int>());
 }
 
 }  // namespace
@@ -66,12 +78,14 @@ TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {
   m.def("canary_shared_overrun(int n) -> ()");
   m.def("canary_global_overrun(int n) -> ()");
   m.def("canary_shared_race(int threads) -> ()");
+  m.def("canary_global_race(int threads) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(FRCNN_FAST_LIBRARY, CompositeExplicitAutograd, m) {
   m.impl("canary_shared_overrun", &shared_overrun);
   m.impl("canary_global_overrun", &global_overrun);
   m.impl("canary_shared_race", &shared_race);
+  m.impl("canary_global_race", &global_race);
 }
 
 }  // namespace frcnn_fast

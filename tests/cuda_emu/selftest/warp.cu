@@ -81,8 +81,9 @@ __global__ void atomics_kernel(
   atomicExch(&i32[3], static_cast<int>(g));
   atomicOr(&u32[0], 1u << (g % 32));
   atomicAdd(&u64[0], 1ull << 33);
-  // a CAS loop: the canonical lock-free read-modify-write
-  unsigned old = u32[1];
+  // a CAS loop: the canonical lock-free read-modify-write (its first read is atomic too: a
+  // plain read racing with other threads' atomics is a data race, and TSan says so)
+  unsigned old = atomicAdd(&u32[1], 0u);
   for (;;) {
     const unsigned seen = atomicCAS(&u32[1], old, old + 3u);
     if (seen == old) {
