@@ -25,7 +25,7 @@
 //    cuts the ranked list, since the boxes that pass it are a prefix.
 // 2. Batched: a stable radix sort of the ranked list by group id makes every group a contiguous
 //    run, still in rank order. Boxes are gathered in that order as columns in the math type.
-// 3. Per group, ranks are resolved in blocks of kBlock. In parallel over a block's boxes, each
+// 3. Per group, ranks are resolved in blocks (kSerialBlock / kParallelBlock). In parallel over a block's boxes, each
 //    box asks a grid of the group's kept boxes whether one of them suppresses it (only kept
 //    boxes sharing a grid cell can), and records as a bitmask which earlier boxes of its own
 //    block it overlaps above the threshold. A sequential pass over the block then applies the
@@ -38,8 +38,13 @@
 namespace frcnn_fast {
 namespace {
 
-constexpr int64_t kBlock = 256;
-constexpr int64_t kWords = kBlock / 64;
+// Ranks resolved together: a box's bitmask row covers the earlier boxes of its block. A group
+// run on one thread uses small blocks (the rows cost block/2 IoUs per box); a group spread over
+// the threads uses large ones, since every block costs a fork/join of the thread pool, which
+// is what dominates on a loaded machine.
+constexpr int64_t kSerialBlock = 256;
+constexpr int64_t kParallelBlock = 1024;
+constexpr int64_t kWords = kParallelBlock / 64;
 // Below this a group is resolved by the plain greedy loop against its kept boxes.
 constexpr int64_t kSmallGroup = 256;
 // Up to this size groups run one per thread; larger ones spread each block over the threads.
@@ -122,7 +127,7 @@ void overlap_row(
     const T inter = clamp_min0(w) * clamp_min0(h);
     flags[k] = iou_from_areas(inter, area[k], barea) > thr;
   }
-  for (int64_t w = 0; w < kWords; ++w) {
+  for (int64_t w = 0; w < (m + 63) / 64; ++w) {
     uint64_t bits = 0;
     const int64_t lo = w * 64, hi = std::min<int64_t>(m, lo + 64);
     for (int64_t k = lo; k < hi; ++k) {
@@ -143,13 +148,14 @@ int64_t greedy_blocked(
   const int64_t max_axis = std::min<int64_t>(
       kMaxCellsPerAxis, 1 + static_cast<int64_t>(std::sqrt(static_cast<double>(m))));
   KeptGrid<T> grid(b, begin, end, max_axis);
-  std::vector<uint8_t> survivor(kBlock);
-  std::vector<uint64_t> rows(kBlock * kWords);
+  const int64_t block_size = parallel ? kParallelBlock : kSerialBlock;
+  std::vector<uint8_t> survivor(block_size);
+  std::vector<uint64_t> rows(block_size * kWords);
   int64_t kept_count = 0;
-  for (int64_t block = begin; block < end && kept_count < limit; block += kBlock) {
-    const int64_t block_end = std::min(end, block + kBlock);
+  for (int64_t block = begin; block < end && kept_count < limit; block += block_size) {
+    const int64_t block_end = std::min(end, block + block_size);
     auto examine = [&](int64_t first, int64_t last) {
-      std::vector<uint8_t> flags(kBlock);
+      std::vector<uint8_t> flags(block_size);
       for (int64_t j = first; j < last; ++j) {
         const int64_t r = j - block;
         survivor[r] = b.active[j] &&
@@ -160,7 +166,7 @@ int64_t greedy_blocked(
       }
     };
     if (parallel) {
-      at::parallel_for(block, block_end, 16, examine);
+      at::parallel_for(block, block_end, 64, examine);
     } else {
       examine(block, block_end);
     }
@@ -173,7 +179,7 @@ int64_t greedy_blocked(
         continue;
       }
       bool suppressed = !survivor[r];
-      for (int64_t w = 0; w < kWords && !suppressed; ++w) {
+      for (int64_t w = 0; w < (r + 63) / 64 && !suppressed; ++w) {
         suppressed = (rows[r * kWords + w] & kept_bits[w]) != 0;
       }
       if (suppressed) {
@@ -241,7 +247,9 @@ std::vector<uint8_t> keep_single(
   const int64_t n = static_cast<int64_t>(order.size());
   std::vector<uint8_t> keep(n, 0);
   const Columns<T> cols = gather_columns<scalar_t, T>(boxes, order, n);
-  greedy_group(cols.view(), 0, n, threshold_in<T>(iou_threshold), true, limit, keep.data());
+  // Like a batched group: below kSerialGroup the fork/joins cost more than they save.
+  greedy_group(
+      cols.view(), 0, n, threshold_in<T>(iou_threshold), n > kSerialGroup, limit, keep.data());
   return keep;
 }
 
