@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "common/checks.h"
+#include "common/macros.h"
 
 namespace frcnn_fast {
 
@@ -50,7 +51,7 @@ void check_nms_padded_args(int64_t max_output, std::optional<double> score_thres
 // nms and batched_nms return a data-dependent number of indices (the fake kernels give it a
 // dynamic size). The padded forms return a fixed [max_output] int64 tensor padded with -1 and a
 // 0-d int64 count, so they run without a device-to-host sync (CUDA graphs, torch.compile).
-TORCH_LIBRARY_FRAGMENT(frcnn_fast, m) {
+TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {
   m.def(
       "nms(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor",
       {at::Tag::pt2_compliant_tag});
