@@ -7,6 +7,7 @@ import torch
 import torchvision
 from hypothesis import given, strategies as st
 
+import cuda_emu
 import frcnn_fast
 import frcnn_fast.reference as R
 from frcnn_fast.reference.nms import iou_one_to_many
@@ -357,12 +358,15 @@ def test_matches_torchvision_without_ties(device, dtype, data, thr):
 
 # ============================================================ large inputs
 @pytest.mark.parametrize("device", DEVICES)
-def test_large_input_matches_tiled_reference(device):
+def test_large_input_matches_tiled_reference(device, request):
     """60,000 boxes in 400 well-separated tiles (scattered tiles and clustered tiles, scores
     with ties): NMS of the whole equals the per-tile reference, merged by rank, so the
-    reference stays cheap while the kernel sees one large input."""
+    reference stays cheap while the kernel sees one large input. (The emulated CUDA kernels
+    get 24 tiles, 3,600 boxes: each emulated thread is a fiber, and the bitmask kernel's work
+    is N^2 / 2 IoUs.)"""
     rng = np.random.default_rng(7)
-    tiles, per = 400, 150
+    emulated = request.node.get_closest_marker("on_cuda_emu") is not None
+    tiles, per = (24 if emulated else 400), 150
     parts, scores = [], []
     for t in range(tiles):
         ox, oy = (t % 20) * 2000.0, (t // 20) * 2000.0
@@ -387,6 +391,117 @@ def test_large_input_matches_tiled_reference(device):
     # batched with the tile as the group gives the same set (groups never interact here)
     got_b = indices(frcnn_fast.batched_nms(b, s, torch.as_tensor(tile).to(b.device), 0.7))
     assert got_b.tolist() == got.tolist()
+
+
+# ============================================================ CUDA kernels == CPU kernel
+CUDA_BACKENDS = [
+    pytest.param("cuda_emu", marks=[pytest.mark.cuda_emu], id="cuda_emu"),
+    pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(not HAS_CUDA, reason="no GPU")], id="cuda"),
+]
+# (seed, worker threads, grid cap): one and two workers, the GPU's cap and caps of 1 and 2
+# blocks, which push the mask kernel's tiles and the per-segment reduction through their
+# grid-stride loops (several row blocks / column blocks / segments per thread block).
+NMS_SCHEDULES = ((21, 2, 65535), (22, 1, 1), (23, 2, 2), (24, 1, 65535))
+
+
+def on_cuda(backend, fn, *tensors, schedules=NMS_SCHEDULES):
+    """``fn(*tensors)`` on the CUDA kernels, returned on the CPU. Emulated: under each of
+    ``schedules``, which must all give the same result (scheduling may not change it)."""
+    def cpu(out):
+        return tuple(o.cpu() for o in out) if isinstance(out, tuple) else out.cpu()
+
+    if backend == "cuda":
+        return cpu(fn(*(t.cuda() for t in tensors)))
+    results = []
+    for seed, workers, cap in schedules:
+        with cuda_emu.emulated(seed=seed, workers=workers, max_grid_dim=cap):
+            results.append(cpu(fn(*tensors)))
+    for other in results[1:]:
+        for a, b in zip(other if isinstance(other, tuple) else (other,), results[0] if isinstance(results[0], tuple) else (results[0],)):
+            assert torch.equal(a, b), "the emulated CUDA result depends on the schedule"
+    return results[0]
+
+
+def _four_ops(thr, max_output, score_threshold):
+    return (
+        ("nms", lambda b, s, i: frcnn_fast.nms(b, s, thr)),
+        ("batched_nms", lambda b, s, i: frcnn_fast.batched_nms(b, s, i, thr)),
+        ("nms_padded", lambda b, s, i: frcnn_fast.nms_padded(b, s, thr, max_output, score_threshold)),
+        ("batched_nms_padded", lambda b, s, i: frcnn_fast.batched_nms_padded(b, s, i, thr, max_output, score_threshold)),
+    )
+
+
+def _assert_cuda_equals_cpu(backend, b, s, i, thr, max_output, score_threshold, schedules=NMS_SCHEDULES, **context):
+    for name, fn in _four_ops(thr, max_output, score_threshold):
+        want = fn(b, s, i)
+        got = on_cuda(backend, fn, b, s, i, schedules=schedules)
+        if isinstance(want, tuple):
+            assert got[0].tolist() == want[0].tolist() and int(got[1]) == int(want[1]), (name, context)
+        else:
+            assert got.tolist() == want.tolist(), (name, got.tolist(), want.tolist(), context)
+
+
+@pytest.mark.parametrize("backend", CUDA_BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data(), thr=THRESHOLDS, max_output=st.integers(0, 60), score_thr=st.none() | st.floats(-1, 1))
+def test_cuda_equals_cpu(backend, dtype, data, thr, max_output, score_thr):
+    """The four ops, hypothesis inputs (ties, NaN/inf, duplicates), few and many groups."""
+    boxes, scores = data.draw(nms_inputs(max_n=70, dtype=dtype))
+    groups = data.draw(st.sampled_from([1, 3, 40]))
+    idxs = np.asarray(data.draw(st.lists(st.integers(0, groups - 1), min_size=len(boxes), max_size=len(boxes))), dtype=np.int64)
+    b, s = to_tensor(boxes, dtype), to_tensor(scores, dtype)
+    _assert_cuda_equals_cpu(backend, b, s, torch.as_tensor(idxs), thr, max_output, score_thr, schedules=NMS_SCHEDULES[:2])
+
+
+@pytest.mark.parametrize("backend", CUDA_BACKENDS)
+@pytest.mark.parametrize("dtype", [pytest.param(torch.float32, id="float32"), pytest.param(torch.float16, id="float16"), pytest.param(torch.float64, id="float64")])
+@pytest.mark.parametrize("n", [64, 65, 127, 129, 64 * 33 - 1, 64 * 33 + 1])
+def test_cuda_equals_cpu_block_sizes(backend, dtype, n):
+    """Sizes around the 64-box mask blocks, and (64 * 33 +- 1: 33 words per row with 32
+    reduction threads) rows that take more than one strided pass of the reduction; clustered
+    and scattered; one group, few large groups, many small groups."""
+    rng = np.random.default_rng(n)
+    lim = _lim(dtype)
+    for boxes in (_clustered_np(rng, n, lim), np.round(_scattered_np(rng, n, lim) * 8) / 8):
+        scores = rng.integers(0, n // 3 + 1, n) / 4.0
+        b, s = to_tensor(boxes, dtype), to_tensor(scores, dtype)
+        for groups in (1, 3, max(2, n // 10)):
+            i = torch.as_tensor(rng.integers(0, groups, n))
+            _assert_cuda_equals_cpu(
+                backend, b, s, i, 0.6, n // 2, 0.5, schedules=NMS_SCHEDULES[:2] if n > 1000 else NMS_SCHEDULES,
+                n=n, groups=groups,
+            )
+
+
+@pytest.mark.cuda_emu
+def test_emulated_cuda_refuses_a_mask_that_cannot_fit():
+    """N = 1,000,000 in one group needs a 125 GB mask: a clear error before any allocation (the
+    emulated device reports 16 GiB available). The same N split into groups is accepted by the
+    size check (its rows need only the largest group's words)."""
+    n = 1_000_000
+    b = torch.zeros(n, 4)
+    s = torch.zeros(n)
+    with cuda_emu.emulated(seed=1, workers=1, max_grid_dim=65535):
+        with pytest.raises(RuntimeError, match=r"nms: N = 1000000 boxes need a suppression mask of N x 15625 64-bit words"):
+            frcnn_fast.nms(b, s, 0.5)
+        with pytest.raises(RuntimeError, match=r"batched_nms_padded: N = 1000000 boxes need"):
+            frcnn_fast.batched_nms_padded(b, s, torch.zeros(n, dtype=torch.int64), 0.5, 10)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not HAS_CUDA, reason="no GPU")
+def test_cuda_million_boxes_in_groups():
+    """1,000,000 boxes in 4,000 groups (positions and mask offsets past 2^31 bits): equals the CPU."""
+    rng = np.random.default_rng(3)
+    n = 1_000_000
+    groups = rng.integers(0, 4000, n)
+    local = _clustered_np(rng, n, 1000)
+    b = torch.as_tensor(local, dtype=torch.float32)
+    s = torch.as_tensor(rng.uniform(size=n), dtype=torch.float32)
+    i = torch.as_tensor(groups)
+    want = frcnn_fast.batched_nms(b, s, i, 0.7)
+    got = frcnn_fast.batched_nms(b.cuda(), s.cuda(), i.cuda(), 0.7).cpu()
+    assert got.tolist() == want.tolist()
 
 
 # ============================================================ GPU-only: sync-free padded form
