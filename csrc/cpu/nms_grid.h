@@ -23,15 +23,31 @@ struct RankedBoxes {
   const uint8_t* active;
 };
 
-// A uniform grid over the kept boxes of a group, for the question "does any kept box have
-// IoU > threshold with box j?". IoU > threshold >= 0 needs a positive intersection, so only
-// kept boxes that share a cell with j can answer yes. Each kept box is stored in every cell it
-// touches, in packs of kLanes boxes as columns so that testing a cell is a fixed-width loop
-// the compiler vectorises; unused lanes hold a box that intersects nothing.
+// A uniform grid over the kept boxes of a group, for the question "does any kept box k have
+// IoU(k, j) > threshold with box j?".
 //
-// Cell indices come from a monotone function of a coordinate (subtract, multiply, floor,
-// clamp, all in double), so two boxes that overlap on an open set always share a cell, whatever
-// the rounding.
+// Kept boxes are filed by their top-left corner (x1, y1), each in exactly one cell, and a query
+// visits only the corners that can pass. For real numbers, IoU(k, j) > t > 0 needs
+//   * intersecting boxes:              x1_j - w_k < x1_k < x2_j;
+//   * inter_w > t * max(w_k, w_j):     inter * 1 > t * max(area) and inter_h <= min(h), hence
+//                                      inter_w > t * max(area) / min(h) >= t * max(w);
+//     so w_k < w_j / t, and (inter_w <= w_left - |x1_k - x1_j|) |x1_k - x1_j| < (1 - t) * max(w)
+//     < (1 - t) / t * w_j;
+// and the same in y. A query therefore scans x1_k in (x1_j - min(max_w, q w_j), x1_j +
+// min(w_j, q w_j)) with q = (1 - t) / t: at t = 0.7 a window of 0.86 w_j x 0.86 h_j around
+// the corner, instead of every kept box that merely overlaps j (scattered boxes overlap many).
+// The cost per query follows the kept boxes near the corner, not N.
+//
+// The kernels compare a rounded IoU with the threshold, so the windows use t lowered by a
+// relative 1e-4 (far above the few ulps of float arithmetic) and are widened by a relative
+// 1e-6; a group with extreme geometry (an area or a side that is not a normal, finite number
+// in T or in the window arithmetic) falls back to one cell, i.e. to testing every kept box.
+// Testing a candidate is the kernels' exact IoU; the window only decides which are tested.
+//
+// Boxes are stored in packs of kLanes as columns so that testing a cell is a fixed-width loop
+// the compiler vectorises; unused lanes hold a box that intersects nothing. Cell indices come
+// from a monotone function of a coordinate (subtract, multiply, floor, clamp, in double), so a
+// corner inside a query's window always lies in one of the cells the query visits.
 template <typename T>
 class KeptGrid {
  public:
@@ -41,57 +57,77 @@ class KeptGrid {
     T x1[kLanes], y1[kLanes], x2[kLanes], y2[kLanes], area[kLanes];
   };
 
-  // Geometry from the active boxes of the group: cells about one mean box side wide (a box then
-  // touches a handful of cells), at most max_per_axis per axis.
-  KeptGrid(const RankedBoxes<T>& b, int64_t begin, int64_t end, int64_t max_per_axis) {
+  KeptGrid(const RankedBoxes<T>& b, int64_t begin, int64_t end, int64_t max_per_axis, T threshold) {
     double xmin = std::numeric_limits<double>::infinity(), ymin = xmin;
     double xmax = -xmin, ymax = -xmin, sum_w = 0.0, sum_h = 0.0;
     int64_t count = 0;
+    bool exotic = false;
+    const T tiny = std::numeric_limits<T>::min();
     for (int64_t i = begin; i < end; ++i) {
       if (!b.active[i]) {
         continue;
       }
-      const double x1 = b.x1[i], y1 = b.y1[i], x2 = b.x2[i], y2 = b.y2[i];
+      const double x1 = b.x1[i], y1 = b.y1[i], w = double(b.x2[i]) - x1, h = double(b.y2[i]) - y1;
+      const T wt = b.x2[i] - b.x1[i], ht = b.y2[i] - b.y1[i];
+      exotic |= !(std::isfinite(wt) && std::isfinite(ht) && std::isfinite(b.area[i])) ||
+          wt < tiny || ht < tiny || b.area[i] < tiny;
       xmin = std::min(xmin, x1);
       ymin = std::min(ymin, y1);
-      xmax = std::max(xmax, x2);
-      ymax = std::max(ymax, y2);
-      sum_w += x2 - x1;
-      sum_h += y2 - y1;
+      xmax = std::max(xmax, x1);
+      ymax = std::max(ymax, y1);
+      max_w_ = std::max(max_w_, w);
+      max_h_ = std::max(max_h_, h);
+      sum_w += w;
+      sum_h += h;
       ++count;
     }
-    axis(xmin, xmax, count ? sum_w / count : 0.0, max_per_axis, x0_, inv_x_, nx_);
-    axis(ymin, ymax, count ? sum_h / count : 0.0, max_per_axis, y0_, inv_y_, ny_);
+    const double t = static_cast<double>(threshold) * (1.0 - 1e-4);
+    q_ = t > 0.0 ? (1.0 - t) / t : std::numeric_limits<double>::infinity();
+    exotic |= !std::isfinite(max_w_) || !std::isfinite(max_h_) || !std::isfinite(sum_w) ||
+        !std::isfinite(sum_h);
+    if (exotic || count == 0) {
+      unbounded_ = true;
+    } else {
+      // Cells about half a typical query window wide: a query visits a few cells, and the
+      // corners it tests lie little outside its window.
+      const double mean_w = sum_w / count, mean_h = sum_h / count;
+      axis(xmin, xmax, 0.5 * std::min(mean_w, q_ * mean_w), max_per_axis, x0_, inv_x_, nx_);
+      axis(ymin, ymax, 0.5 * std::min(mean_h, q_ * mean_h), max_per_axis, y0_, inv_y_, ny_);
+    }
     cells_.resize(static_cast<size_t>(nx_ * ny_));
     fill_.assign(static_cast<size_t>(nx_ * ny_), 0);
   }
 
   void insert(T x1, T y1, T x2, T y2, T area) {
-    const int64_t cx0 = cell(x1, x0_, inv_x_, nx_), cx1 = cell(x2, x0_, inv_x_, nx_);
-    const int64_t cy0 = cell(y1, y0_, inv_y_, ny_), cy1 = cell(y2, y0_, inv_y_, ny_);
-    for (int64_t cy = cy0; cy <= cy1; ++cy) {
-      for (int64_t cx = cx0; cx <= cx1; ++cx) {
-        const size_t c = static_cast<size_t>(cy * nx_ + cx);
-        std::vector<Pack>& packs = cells_[c];
-        const int lane = fill_[c] % kLanes;
-        if (lane == 0) {
-          packs.push_back(empty_pack());
-        }
-        Pack& p = packs.back();
-        p.x1[lane] = x1;
-        p.y1[lane] = y1;
-        p.x2[lane] = x2;
-        p.y2[lane] = y2;
-        p.area[lane] = area;
-        ++fill_[c];
-      }
+    const size_t c = static_cast<size_t>(cell(x1, y1));
+    std::vector<Pack>& packs = cells_[c];
+    const int lane = fill_[c] % kLanes;
+    if (lane == 0) {
+      packs.push_back(empty_pack());
     }
+    Pack& p = packs.back();
+    p.x1[lane] = x1;
+    p.y1[lane] = y1;
+    p.x2[lane] = x2;
+    p.y2[lane] = y2;
+    p.area[lane] = area;
+    ++fill_[c];
   }
 
   // True iff some kept box has IoU(kept, box) > threshold (IoU computed exactly as box_iou).
   bool any_above(T x1, T y1, T x2, T y2, T area, T threshold) const {
-    const int64_t cx0 = cell(x1, x0_, inv_x_, nx_), cx1 = cell(x2, x0_, inv_x_, nx_);
-    const int64_t cy0 = cell(y1, y0_, inv_y_, ny_), cy1 = cell(y2, y0_, inv_y_, ny_);
+    int64_t cx0 = 0, cx1 = nx_ - 1, cy0 = 0, cy1 = ny_ - 1;
+    if (!unbounded_) {
+      const double w = double(x2) - double(x1), h = double(y2) - double(y1);
+      const double slack = 1.0 + 1e-6;
+      const double left_x = std::min(max_w_, q_ * w) * slack, right_x = std::min(w, q_ * w) * slack;
+      const double left_y = std::min(max_h_, q_ * h) * slack, right_y = std::min(h, q_ * h) * slack;
+      const double ax = std::abs(double(x1)) * 1e-12, ay = std::abs(double(y1)) * 1e-12;
+      cx0 = index(double(x1) - left_x - ax, x0_, inv_x_, nx_);
+      cx1 = index(double(x1) + right_x + ax, x0_, inv_x_, nx_);
+      cy0 = index(double(y1) - left_y - ay, y0_, inv_y_, ny_);
+      cy1 = index(double(y1) + right_y + ay, y0_, inv_y_, ny_);
+    }
     for (int64_t cy = cy0; cy <= cy1; ++cy) {
       for (int64_t cx = cx0; cx <= cx1; ++cx) {
         for (const Pack& p : cells_[static_cast<size_t>(cy * nx_ + cx)]) {
@@ -106,16 +142,16 @@ class KeptGrid {
 
  private:
   static void axis(
-      double lo, double hi, double mean_side, int64_t max_cells, double& origin, double& inv,
+      double lo, double hi, double side_hint, int64_t max_cells, double& origin, double& inv,
       int64_t& n) {
     origin = 0.0;
     inv = 0.0;
     n = 1;
     const double extent = hi - lo;
     if (!(extent > 0.0) || !std::isfinite(extent)) {
-      return;  // no active box, all on one line, or a range that overflows: one cell
+      return;  // all corners on one line, or a range that overflows: one cell
     }
-    const double side = std::max(mean_side, extent / static_cast<double>(max_cells));
+    const double side = std::max(side_hint, extent / static_cast<double>(max_cells));
     const double cells = std::ceil(extent / side);
     if (!(side > 0.0) || !std::isfinite(cells)) {
       return;
@@ -125,10 +161,14 @@ class KeptGrid {
     n = std::max<int64_t>(1, std::min<int64_t>(max_cells, static_cast<int64_t>(cells)));
   }
 
-  static int64_t cell(T v, double origin, double inv, int64_t n) {
-    const double c = std::floor((static_cast<double>(v) - origin) * inv);
+  static int64_t index(double v, double origin, double inv, int64_t n) {
+    const double c = std::floor((v - origin) * inv);
     // Clamped in double before the conversion, which would overflow for a far-off box.
     return static_cast<int64_t>(std::min(std::max(c, 0.0), static_cast<double>(n - 1)));
+  }
+
+  int64_t cell(T x1, T y1) const {
+    return index(double(y1), y0_, inv_y_, ny_) * nx_ + index(double(x1), x0_, inv_x_, nx_);
   }
 
   static Pack empty_pack() {
@@ -157,6 +197,8 @@ class KeptGrid {
   }
 
   double x0_ = 0.0, y0_ = 0.0, inv_x_ = 0.0, inv_y_ = 0.0;
+  double max_w_ = 0.0, max_h_ = 0.0, q_ = 0.0;
+  bool unbounded_ = false;
   int64_t nx_ = 1, ny_ = 1;
   std::vector<std::vector<Pack>> cells_;
   std::vector<int64_t> fill_;

@@ -46,9 +46,9 @@ constexpr int64_t kSerialBlock = 256;
 constexpr int64_t kParallelBlock = 1024;
 constexpr int64_t kWords = kParallelBlock / 64;
 // Below this a group is resolved by the plain greedy loop against its kept boxes.
-constexpr int64_t kSmallGroup = 256;
+constexpr int64_t kSmallGroup = 32;
 // Up to this size groups run one per thread; larger ones spread each block over the threads.
-constexpr int64_t kSerialGroup = 8192;
+constexpr int64_t kSerialGroup = int64_t(1) << 62;
 constexpr int64_t kMaxCellsPerAxis = 256;
 
 template <typename T>
@@ -147,7 +147,7 @@ int64_t greedy_blocked(
   const int64_t m = end - begin;
   const int64_t max_axis = std::min<int64_t>(
       kMaxCellsPerAxis, 1 + static_cast<int64_t>(std::sqrt(static_cast<double>(m))));
-  KeptGrid<T> grid(b, begin, end, max_axis);
+  KeptGrid<T> grid(b, begin, end, max_axis, thr);
   const int64_t block_size = parallel ? kParallelBlock : kSerialBlock;
   std::vector<uint8_t> survivor(block_size);
   std::vector<uint64_t> rows(block_size * kWords);
@@ -194,12 +194,41 @@ int64_t greedy_blocked(
   return kept_count;
 }
 
+// Greedy NMS of the group [begin, end) on one thread: each box asks the grid of the kept boxes
+// (filed by corner, see nms_grid.h) whether one of them suppresses it, and joins it if not.
+// The cost per box is the kept boxes near its corner: no N^2, no bitmask, no fork/join.
+template <typename T>
+int64_t greedy_sequential(
+    const RankedBoxes<T>& b, int64_t begin, int64_t end, T thr, int64_t limit, uint8_t* keep) {
+  const int64_t m = end - begin;
+  const int64_t max_axis = std::min<int64_t>(
+      kMaxCellsPerAxis, 1 + static_cast<int64_t>(std::sqrt(static_cast<double>(m))));
+  KeptGrid<T> grid(b, begin, end, max_axis, thr);
+  int64_t kept_count = 0;
+  for (int64_t j = begin; j < end && kept_count < limit; ++j) {
+    if (!b.active[j]) {
+      keep[j] = 1;  // inert: kept, suppresses nothing
+      ++kept_count;
+      continue;
+    }
+    if (grid.any_above(b.x1[j], b.y1[j], b.x2[j], b.y2[j], b.area[j], thr)) {
+      continue;
+    }
+    keep[j] = 1;
+    ++kept_count;
+    grid.insert(b.x1[j], b.y1[j], b.x2[j], b.y2[j], b.area[j]);
+  }
+  return kept_count;
+}
+
 template <typename T>
 void greedy_group(
     const RankedBoxes<T>& b, int64_t begin, int64_t end, T thr, bool parallel, int64_t limit,
     uint8_t* keep) {
   if (end - begin <= kSmallGroup) {
     greedy_small(b, begin, end, thr, keep);
+  } else if (!parallel) {
+    greedy_sequential(b, begin, end, thr, limit, keep);
   } else {
     greedy_blocked(b, begin, end, thr, parallel, limit, keep);
   }
