@@ -56,7 +56,7 @@ constexpr int64_t kBatchedGridX = 4096;
 constexpr int64_t kBatchedGridY = 16;
 constexpr int kMaxReduceThreads = 256;
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+FRCNN_HOST_DEVICE int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Sorted boxes as [M, 4] in the math type T; inert boxes replaced by the empty sentinel
 // (x1 = y1 = +inf, x2 = y2 = -inf: intersection and area 0 with no NaN on the way, IoU 0).
