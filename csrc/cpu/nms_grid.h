@@ -128,12 +128,17 @@ class KeptGrid {
       cy0 = index(double(y1) - left_y - ay, y0_, inv_y_, ny_);
       cy1 = index(double(y1) + right_y + ay, y0_, inv_y_, ny_);
     }
+    // The cell of the box's own corner first: a suppressor's corner is close to it, and most
+    // suppressed boxes (clustered inputs) then stop after one cell.
+    const int64_t own = cell(x1, y1);
+    if (test_cell(own, x1, y1, x2, y2, area, threshold)) {
+      return true;
+    }
     for (int64_t cy = cy0; cy <= cy1; ++cy) {
       for (int64_t cx = cx0; cx <= cx1; ++cx) {
-        for (const Pack& p : cells_[static_cast<size_t>(cy * nx_ + cx)]) {
-          if (pack_any_above(p, x1, y1, x2, y2, area, threshold)) {
-            return true;
-          }
+        const int64_t c = cy * nx_ + cx;
+        if (c != own && test_cell(c, x1, y1, x2, y2, area, threshold)) {
+          return true;
         }
       }
     }
@@ -169,6 +174,15 @@ class KeptGrid {
 
   int64_t cell(T x1, T y1) const {
     return index(double(y1), y0_, inv_y_, ny_) * nx_ + index(double(x1), x0_, inv_x_, nx_);
+  }
+
+  bool test_cell(int64_t c, T x1, T y1, T x2, T y2, T area, T threshold) const {
+    for (const Pack& p : cells_[static_cast<size_t>(c)]) {
+      if (pack_any_above(p, x1, y1, x2, y2, area, threshold)) {
+        return true;
+      }
+    }
+    return false;
   }
 
   static Pack empty_pack() {

@@ -19,37 +19,31 @@
 #include "radix_sort.h"
 
 // Greedy NMS on the CPU, exact (the same kept set as reference/nms.py, ties included), with a
-// cost that follows the number of overlapping pairs instead of N^2:
+// cost that follows the boxes near each box instead of N^2:
 //
 // 1. Rank: stable radix sort of the scores (ties in input order, NaN last). A score_threshold
 //    cuts the ranked list, since the boxes that pass it are a prefix.
 // 2. Batched: a stable radix sort of the ranked list by group id makes every group a contiguous
 //    run, still in rank order. Boxes are gathered in that order as columns in the math type.
-// 3. Per group, ranks are resolved in blocks (kSerialBlock / kParallelBlock). In parallel over a block's boxes, each
-//    box asks a grid of the group's kept boxes whether one of them suppresses it (only kept
-//    boxes sharing a grid cell can), and records as a bitmask which earlier boxes of its own
-//    block it overlaps above the threshold. A sequential pass over the block then applies the
-//    greedy rule with those bits (one AND per box) and adds the newly kept boxes to the grid.
-//    Clustered inputs cost little (a suppressed box stops at the first hit); scattered inputs
-//    cost the neighbours each box has, not N.
-// 4. Groups small enough run whole on one thread, many groups at a time; large groups use the
-//    threads inside each block.
+// 3. Per group, in rank order, each box asks a grid of the group's kept boxes whether one of
+//    them suppresses it, and joins the grid if not. The grid files kept boxes by corner and a
+//    query only visits corners that can reach IoU > t (nms_grid.h): a scattered box tests the
+//    few kept boxes of about its size near its corner, a clustered one usually stops at the
+//    first cell.
+// 4. Threads: groups run whole on one thread, many groups at a time, and only for large inputs
+//    (kParallelWork). One group is sequential: per-block fork/joins were measured to cost more
+//    than they save on a shared 2-core machine (a descheduled thread holds up every join).
 
 namespace frcnn_fast {
 namespace {
 
-// Ranks resolved together: a box's bitmask row covers the earlier boxes of its block. A group
-// run on one thread uses small blocks (the rows cost block/2 IoUs per box); a group spread over
-// the threads uses large ones, since every block costs a fork/join of the thread pool, which
-// is what dominates on a loaded machine.
-constexpr int64_t kSerialBlock = 256;
-constexpr int64_t kParallelBlock = 1024;
-constexpr int64_t kWords = kParallelBlock / 64;
 // Below this a group is resolved by the plain greedy loop against its kept boxes.
 constexpr int64_t kSmallGroup = 32;
-// Up to this size groups run one per thread; larger ones spread each block over the threads.
-constexpr int64_t kSerialGroup = int64_t(1) << 62;
 constexpr int64_t kMaxCellsPerAxis = 256;
+// Boxes below which the threads are not used at all: a fork/join costs more than a few
+// milliseconds whenever the machine is busy (a descheduled thread holds up the join), and the
+// sequential greedy handles ~10^4 boxes in about that time.
+constexpr int64_t kParallelWork = 65536;
 
 template <typename T>
 struct Columns {
@@ -68,7 +62,7 @@ struct Columns {
 template <typename scalar_t, typename T>
 Columns<T> gather_columns(const scalar_t* boxes, const std::vector<int64_t>& pick, int64_t n) {
   Columns<T> c(n);
-  at::parallel_for(0, n, 4096, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, n, kParallelWork, [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
       T b[4];
       load_box(boxes + 4 * pick[p], b);
@@ -109,91 +103,6 @@ void greedy_small(const RankedBoxes<T>& b, int64_t begin, int64_t end, T thr, ui
   }
 }
 
-// Bits of the boxes i in [block, j) with IoU(i, j) > thr, i - block being the bit index.
-// The comparisons go to bytes first (a vectorisable loop), then are packed.
-template <typename T>
-void overlap_row(
-    const RankedBoxes<T>& b, int64_t block, int64_t j, T thr, uint8_t* flags, uint64_t* row) {
-  const T bx1 = b.x1[j], by1 = b.y1[j], bx2 = b.x2[j], by2 = b.y2[j], barea = b.area[j];
-  const T* __restrict x1 = b.x1 + block;
-  const T* __restrict y1 = b.y1 + block;
-  const T* __restrict x2 = b.x2 + block;
-  const T* __restrict y2 = b.y2 + block;
-  const T* __restrict area = b.area + block;
-  const int64_t m = j - block;
-  for (int64_t k = 0; k < m; ++k) {
-    const T w = min2(x2[k], bx2) - max2(x1[k], bx1);
-    const T h = min2(y2[k], by2) - max2(y1[k], by1);
-    const T inter = clamp_min0(w) * clamp_min0(h);
-    flags[k] = iou_from_areas(inter, area[k], barea) > thr;
-  }
-  for (int64_t w = 0; w < (m + 63) / 64; ++w) {
-    uint64_t bits = 0;
-    const int64_t lo = w * 64, hi = std::min<int64_t>(m, lo + 64);
-    for (int64_t k = lo; k < hi; ++k) {
-      bits |= uint64_t(flags[k]) << (k - lo);
-    }
-    row[w] = bits;
-  }
-}
-
-// Greedy NMS of the group [begin, end) with the kept-box grid and per-block bitmasks (see the
-// file comment). Stops once `limit` boxes are kept (the rest of the ranks cannot change the
-// first `limit` kept ones); returns the number kept.
-template <typename T>
-int64_t greedy_blocked(
-    const RankedBoxes<T>& b, int64_t begin, int64_t end, T thr, bool parallel, int64_t limit,
-    uint8_t* keep) {
-  const int64_t m = end - begin;
-  const int64_t max_axis = std::min<int64_t>(
-      kMaxCellsPerAxis, 1 + static_cast<int64_t>(std::sqrt(static_cast<double>(m))));
-  KeptGrid<T> grid(b, begin, end, max_axis, thr);
-  const int64_t block_size = parallel ? kParallelBlock : kSerialBlock;
-  std::vector<uint8_t> survivor(block_size);
-  std::vector<uint64_t> rows(block_size * kWords);
-  int64_t kept_count = 0;
-  for (int64_t block = begin; block < end && kept_count < limit; block += block_size) {
-    const int64_t block_end = std::min(end, block + block_size);
-    auto examine = [&](int64_t first, int64_t last) {
-      std::vector<uint8_t> flags(block_size);
-      for (int64_t j = first; j < last; ++j) {
-        const int64_t r = j - block;
-        survivor[r] = b.active[j] &&
-            !grid.any_above(b.x1[j], b.y1[j], b.x2[j], b.y2[j], b.area[j], thr);
-        if (survivor[r]) {
-          overlap_row(b, block, j, thr, flags.data(), &rows[r * kWords]);
-        }
-      }
-    };
-    if (parallel) {
-      at::parallel_for(block, block_end, 64, examine);
-    } else {
-      examine(block, block_end);
-    }
-    uint64_t kept_bits[kWords] = {};
-    for (int64_t j = block; j < block_end && kept_count < limit; ++j) {
-      const int64_t r = j - block;
-      if (!b.active[j]) {
-        keep[j] = 1;  // inert: kept, suppresses nothing
-        ++kept_count;
-        continue;
-      }
-      bool suppressed = !survivor[r];
-      for (int64_t w = 0; w < (r + 63) / 64 && !suppressed; ++w) {
-        suppressed = (rows[r * kWords + w] & kept_bits[w]) != 0;
-      }
-      if (suppressed) {
-        continue;
-      }
-      keep[j] = 1;
-      ++kept_count;
-      kept_bits[r / 64] |= uint64_t(1) << (r % 64);
-      grid.insert(b.x1[j], b.y1[j], b.x2[j], b.y2[j], b.area[j]);
-    }
-  }
-  return kept_count;
-}
-
 // Greedy NMS of the group [begin, end) on one thread: each box asks the grid of the kept boxes
 // (filed by corner, see nms_grid.h) whether one of them suppresses it, and joins it if not.
 // The cost per box is the kept boxes near its corner: no N^2, no bitmask, no fork/join.
@@ -223,14 +132,11 @@ int64_t greedy_sequential(
 
 template <typename T>
 void greedy_group(
-    const RankedBoxes<T>& b, int64_t begin, int64_t end, T thr, bool parallel, int64_t limit,
-    uint8_t* keep) {
+    const RankedBoxes<T>& b, int64_t begin, int64_t end, T thr, int64_t limit, uint8_t* keep) {
   if (end - begin <= kSmallGroup) {
     greedy_small(b, begin, end, thr, keep);
-  } else if (!parallel) {
-    greedy_sequential(b, begin, end, thr, limit, keep);
   } else {
-    greedy_blocked(b, begin, end, thr, parallel, limit, keep);
+    greedy_sequential(b, begin, end, thr, limit, keep);
   }
 }
 
@@ -276,9 +182,7 @@ std::vector<uint8_t> keep_single(
   const int64_t n = static_cast<int64_t>(order.size());
   std::vector<uint8_t> keep(n, 0);
   const Columns<T> cols = gather_columns<scalar_t, T>(boxes, order, n);
-  // Like a batched group: below kSerialGroup the fork/joins cost more than they save.
-  greedy_group(
-      cols.view(), 0, n, threshold_in<T>(iou_threshold), n > kSerialGroup, limit, keep.data());
+  greedy_group(cols.view(), 0, n, threshold_in<T>(iou_threshold), limit, keep.data());
   return keep;
 }
 
@@ -305,27 +209,25 @@ std::vector<uint8_t> keep_batched(
   const RankedBoxes<T> view = cols.view();
   const T thr = threshold_in<T>(iou_threshold);
 
-  std::vector<int64_t> small, large;  // group starts; group g ends where the next starts
-  std::vector<int64_t> starts;
+  std::vector<int64_t> starts;  // group g is [starts[g], starts[g + 1])
   for (int64_t p = 0; p < n; ++p) {
     if (p == 0 || keys[p] != keys[p - 1]) {
       starts.push_back(p);
     }
   }
   starts.push_back(n);
-  for (size_t g = 0; g + 1 < starts.size(); ++g) {
-    (starts[g + 1] - starts[g] <= kSerialGroup ? small : large).push_back(static_cast<int64_t>(g));
-  }
+  const int64_t groups = static_cast<int64_t>(starts.size()) - 1;
   std::vector<uint8_t> keep_pos(n, 0);
   const int64_t no_limit = n;
-  at::parallel_for(0, static_cast<int64_t>(small.size()), 1, [&](int64_t first, int64_t last) {
-    for (int64_t s = first; s < last; ++s) {
-      const int64_t g = small[s];
-      greedy_group(view, starts[g], starts[g + 1], thr, false, no_limit, keep_pos.data());
+  auto run_groups = [&](int64_t first, int64_t last) {
+    for (int64_t g = first; g < last; ++g) {
+      greedy_group(view, starts[g], starts[g + 1], thr, no_limit, keep_pos.data());
     }
-  });
-  for (const int64_t g : large) {
-    greedy_group(view, starts[g], starts[g + 1], thr, true, no_limit, keep_pos.data());
+  };
+  if (n >= kParallelWork) {
+    at::parallel_for(0, groups, 1, run_groups);
+  } else {
+    run_groups(0, groups);
   }
   std::vector<uint8_t> keep(n, 0);
   for (int64_t p = 0; p < n; ++p) {
