@@ -93,6 +93,11 @@ class OpBench:
     compare: Optional[Callable[[np.ndarray, np.ndarray, float, float], Optional[str]]] = None
     description: str = ""
     order: int = 100
+    # Above this case size the NumPy reference is not run (too slow: NMS's greedy loop is
+    # O(N * kept)); the outputs are then checked against ``trusted(ctx)`` instead, a factory
+    # receiving float64 CPU tensors (e.g. torchvision on inputs where it must agree).
+    reference_max_size: Optional[int] = None
+    trusted: Optional[Callable[[Context], Thunk]] = None
 
     def factory(self, kind: str) -> Optional[Callable[[Context], Thunk]]:
         return {"reference": self.reference, "frcnn": self.frcnn, "torchvision": self.torchvision}[kind]

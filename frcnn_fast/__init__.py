@@ -33,6 +33,7 @@ from .ops.boxes import (
     clip_boxes,
     remove_small_boxes,
 )
+from .ops.nms import batched_nms, batched_nms_padded, nms, nms_padded
 
 
 def build_info():
@@ -53,6 +54,8 @@ __all__ = [
     "BOX_FORMATS",
     "anchors_inside",
     "base_anchors",
+    "batched_nms",
+    "batched_nms_padded",
     "box_area",
     "box_convert",
     "box_iou",
@@ -63,6 +66,8 @@ __all__ = [
     "encode_boxes",
     "generate_anchors",
     "generate_anchors_multilevel",
+    "nms",
+    "nms_padded",
     "reference",
     "remove_small_boxes",
 ]

@@ -24,3 +24,9 @@ def check_pair(value, name):
         return check_number(value[0], name), check_number(value[1], name)
     check_number(value, name)
     return value, value
+
+
+def check_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, torch.SymInt)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    return value

@@ -48,3 +48,26 @@ def _decode_boxes(deltas, reference_boxes, weights, clamp):
 @register_fake("frcnn_fast::grid_anchors")
 def _grid_anchors(base_anchors, height, width, stride_y, stride_x, offset):
     return base_anchors.new_empty((height * width * base_anchors.shape[0], 4))
+
+
+@register_fake("frcnn_fast::nms")
+def _nms(boxes, scores, iou_threshold):
+    # How many boxes are kept depends on their values.
+    count = torch.library.get_ctx().new_dynamic_size()
+    return boxes.new_empty((count,), dtype=torch.int64)
+
+
+@register_fake("frcnn_fast::batched_nms")
+def _batched_nms(boxes, scores, idxs, iou_threshold):
+    count = torch.library.get_ctx().new_dynamic_size()
+    return boxes.new_empty((count,), dtype=torch.int64)
+
+
+@register_fake("frcnn_fast::nms_padded")
+def _nms_padded(boxes, scores, iou_threshold, max_output, score_threshold=None):
+    return boxes.new_empty((max_output,), dtype=torch.int64), boxes.new_empty((), dtype=torch.int64)
+
+
+@register_fake("frcnn_fast::batched_nms_padded")
+def _batched_nms_padded(boxes, scores, idxs, iou_threshold, max_output, score_threshold=None):
+    return boxes.new_empty((max_output,), dtype=torch.int64), boxes.new_empty((), dtype=torch.int64)

@@ -16,11 +16,14 @@ from .boxes import (
     encode_boxes,
     remove_small_boxes,
 )
+from .nms import batched_nms, batched_nms_padded, nms, nms_padded
 
 __all__ = [
     "BOX_FORMATS",
     "anchors_inside",
     "base_anchors",
+    "batched_nms",
+    "batched_nms_padded",
     "box_area",
     "box_convert",
     "box_iou",
@@ -30,5 +33,7 @@ __all__ = [
     "encode_boxes",
     "generate_anchors",
     "generate_anchors_multilevel",
+    "nms",
+    "nms_padded",
     "remove_small_boxes",
 ]

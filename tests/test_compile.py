@@ -45,3 +45,28 @@ def test_compile_fullgraph_matches_eager(device):
     want = pipeline(ref[:17], tgt[:17], base)
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w)
+
+
+def detect(boxes, scores, idxs):
+    keep, count = frcnn_fast.nms_padded(boxes, scores, 0.6, 16, score_threshold=0.1)
+    bkeep, bcount = frcnn_fast.batched_nms_padded(boxes, scores, idxs, 0.6, 16)
+    # the fixed-size result feeds further tensor code without a host sync
+    valid = keep >= 0
+    picked = boxes[keep.clamp(min=0)] * valid[:, None]
+    return keep, count, bkeep, bcount, picked
+
+
+@pytest.mark.parametrize("device", REAL_DEVICES)
+def test_compile_fullgraph_padded_nms(device):
+    rng = np.random.default_rng(1)
+    b = random_boxes(rng, 60, lim=200.0, degenerate_frac=0.0)
+    boxes = torch.as_tensor(b, dtype=torch.float32, device=device)
+    scores = torch.as_tensor(rng.uniform(size=60), dtype=torch.float32, device=device)
+    idxs = torch.as_tensor(rng.integers(0, 3, 60), device=device)
+    torch._dynamo.reset()
+    compiled = torch.compile(detect, fullgraph=True)
+    for n in (60, 33):
+        got = compiled(boxes[:n], scores[:n], idxs[:n])
+        want = detect(boxes[:n], scores[:n], idxs[:n])
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, rtol=0, atol=0)

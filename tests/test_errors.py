@@ -20,6 +20,8 @@ def boxes(n=3, cols=4, dtype=f32, device="cpu"):
 
 ok = boxes()
 W = (1.0, 1.0, 1.0, 1.0)
+sc = torch.tensor([0.3, 0.2, 0.1])
+gi = torch.tensor([0, 1, 0])
 
 CASES = [
     # --- box_iou
@@ -101,6 +103,33 @@ CASES = [
         lambda: frcnn_fast.AnchorGenerator(((32,),), ((1.0,),))(torch.zeros(3, 8, 8), [torch.zeros(1, 4, 4, 4)]),
         "images",
     ),
+    # --- nms family
+    ("nms boxes [N,3]", lambda: frcnn_fast.nms(boxes(cols=3), sc, 0.5), "boxes"),
+    ("nms boxes int", lambda: frcnn_fast.nms(ok.long(), sc, 0.5), "boxes"),
+    ("nms scores int", lambda: frcnn_fast.nms(ok, sc.long(), 0.5), "scores"),
+    ("nms scores length", lambda: frcnn_fast.nms(ok, sc[:2], 0.5), "scores"),
+    ("nms scores 2-D", lambda: frcnn_fast.nms(ok, sc[None], 0.5), "scores"),
+    ("nms dtype mismatch", lambda: frcnn_fast.nms(ok, sc.double(), 0.5), "boxes|scores"),
+    ("nms threshold > 1", lambda: frcnn_fast.nms(ok, sc, 1.5), "iou_threshold"),
+    ("nms threshold < 0", lambda: frcnn_fast.nms(ok, sc, -0.1), "iou_threshold"),
+    ("nms threshold NaN", lambda: frcnn_fast.nms(ok, sc, math.nan), "iou_threshold"),
+    ("nms threshold str", lambda: frcnn_fast.nms(ok, sc, "0.5"), "iou_threshold"),
+    ("nms scores list", lambda: frcnn_fast.nms(ok, [0.1, 0.2, 0.3], 0.5), "scores"),
+    ("batched idxs float", lambda: frcnn_fast.batched_nms(ok, sc, sc, 0.5), "idxs"),
+    ("batched idxs bool", lambda: frcnn_fast.batched_nms(ok, sc, sc > 0, 0.5), "idxs"),
+    ("batched idxs length", lambda: frcnn_fast.batched_nms(ok, sc, gi[:2], 0.5), "idxs"),
+    ("batched scores length", lambda: frcnn_fast.batched_nms(ok, sc[:1], gi, 0.5), "scores"),
+    ("batched threshold", lambda: frcnn_fast.batched_nms(ok, sc, gi, 2.0), "iou_threshold"),
+    ("padded max_output < 0", lambda: frcnn_fast.nms_padded(ok, sc, 0.5, -1), "max_output"),
+    ("padded max_output float", lambda: frcnn_fast.nms_padded(ok, sc, 0.5, 2.5), "max_output"),
+    ("padded score_threshold NaN", lambda: frcnn_fast.nms_padded(ok, sc, 0.5, 4, math.nan), "score_threshold"),
+    ("padded score_threshold str", lambda: frcnn_fast.nms_padded(ok, sc, 0.5, 4, "x"), "score_threshold"),
+    ("batched padded max_output", lambda: frcnn_fast.batched_nms_padded(ok, sc, gi, 0.5, -3), "max_output"),
+    ("batched padded idxs", lambda: frcnn_fast.batched_nms_padded(ok, sc, sc, 0.5, 3), "idxs"),
+    ("op nms scores", lambda: torch.ops.frcnn_fast.nms(ok, sc[:1], 0.5), "scores"),
+    ("op nms threshold", lambda: torch.ops.frcnn_fast.nms(ok, sc, -1.0), "iou_threshold"),
+    ("op nms_padded max_output", lambda: torch.ops.frcnn_fast.nms_padded(ok, sc, 0.5, -1), "max_output"),
+    ("op batched idxs float", lambda: torch.ops.frcnn_fast.batched_nms(ok, sc, sc, 0.5), "idxs"),
     # --- the raw ops check their inputs in C++ as well (TORCH_CHECK)
     ("op box_iou [N,3]", lambda: torch.ops.frcnn_fast.box_iou(boxes(cols=3), ok), "boxes1"),
     ("op box_iou int", lambda: torch.ops.frcnn_fast.box_iou(ok, ok.long()), "boxes2"),
@@ -139,3 +168,7 @@ def test_device_mismatch_is_rejected():
         frcnn_fast.decode_boxes(ok, gpu)
     with pytest.raises(ERRORS, match=r"boxes[12]"):
         torch.ops.frcnn_fast.box_iou(gpu, ok)
+    with pytest.raises(ERRORS, match="boxes|scores"):
+        frcnn_fast.nms(gpu, sc, 0.5)
+    with pytest.raises(ERRORS, match="idxs"):
+        frcnn_fast.batched_nms(gpu, sc.cuda(), gi, 0.5)

@@ -19,6 +19,10 @@ OPS = (
     "encode_boxes",
     "decode_boxes",
     "grid_anchors",
+    "nms",
+    "batched_nms",
+    "nms_padded",
+    "batched_nms_padded",
 )
 
 
@@ -76,6 +80,18 @@ def samples(name, device):
             (base(f32), 0, 5, 16.0, 16.0, 0.5),
             (base(f16), 2, 3, 4.0, 4.0, 0.5),
         ]
+    if name in ("nms", "batched_nms", "nms_padded", "batched_nms_padded"):
+        rng = np.random.default_rng(4)
+        s = lambda n, dt=f32: torch.as_tensor(rng.integers(0, 5, n) / 4.0).to(dtype=dt, device=device)  # noqa: E731
+        g = lambda n: torch.as_tensor(rng.integers(0, 3, n)).to(device)  # noqa: E731
+        plain = [(b(40), s(40), 0.5), (b(30, f64, layout="slice"), s(30, f64), 0.3), (b(0), s(0), 0.7), (b(20, f16), s(20, f16), 0.5), (b(20, bf16), s(20, bf16), 1.0)]
+        if name == "nms":
+            return plain
+        if name == "batched_nms":
+            return [(bx, sc, g(len(bx)), t) for bx, sc, t in plain]
+        if name == "nms_padded":
+            return [(bx, sc, t, 8) for bx, sc, t in plain] + [(b(25), s(25), 0.5, 50, 0.3)]
+        return [(bx, sc, g(len(bx)), t, 8) for bx, sc, t in plain] + [(b(25), s(25), g(25), 0.5, 50, 0.3)]
     raise AssertionError(name)
 
 
@@ -101,6 +117,10 @@ def test_all_ops_registered():
         "encode_boxes": "encode_boxes(Tensor reference_boxes, Tensor target_boxes, float[] weights) -> Tensor",
         "decode_boxes": "decode_boxes(Tensor deltas, Tensor reference_boxes, float[] weights, float clamp) -> Tensor",
         "grid_anchors": "grid_anchors(Tensor base_anchors, int height, int width, float stride_y, float stride_x, float offset) -> Tensor",
+        "nms": "nms(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor",
+        "batched_nms": "batched_nms(Tensor boxes, Tensor scores, Tensor idxs, float iou_threshold) -> Tensor",
+        "nms_padded": "nms_padded(Tensor boxes, Tensor scores, float iou_threshold, int max_output, float? score_threshold=None) -> (Tensor, Tensor)",
+        "batched_nms_padded": "batched_nms_padded(Tensor boxes, Tensor scores, Tensor idxs, float iou_threshold, int max_output, float? score_threshold=None) -> (Tensor, Tensor)",
     }
     assert set(expected) == set(OPS)
     for name, schema in expected.items():

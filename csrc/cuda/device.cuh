@@ -14,12 +14,16 @@
 //   max_grid_dim()                           the cap on every grid dimension; lowered in the
 //                                            emulated build so small inputs pass it
 //   FRCNN_CUDA_LIBRARY_IMPL(m) { m.impl(...); }   the CUDA kernels of the op library
+//   device_available_bytes(device)          memory a new allocation can still get (driver free
+//                                            + what torch's caching allocator holds unused);
+//                                            a fixed 16 GiB in the emulated build
 //
 // A kernel whose name has a comma (several template arguments) is launched through an alias:
 // `constexpr auto kernel = my_kernel<A, B>;`.
 #include <c10/core/Device.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "../common/macros.h"
@@ -33,6 +37,9 @@ struct DeviceGuard {
 };
 inline cudaStream_t current_stream() { return nullptr; }
 inline int64_t max_grid_dim() { return ::frcnn_emu::max_grid_dim(); }
+// The emulated "device" is the host; a fixed figure (a small GPU's memory) lets tests reach
+// the size checks of the kernels without allocating anything.
+inline int64_t device_available_bytes(const c10::Device& /*device*/) { return int64_t(16) << 30; }
 }  // namespace frcnn_fast
 
 #define FRCNN_LAUNCH(kernel, grid, block, shared_bytes, stream) \
@@ -45,6 +52,7 @@ inline int64_t max_grid_dim() { return ::frcnn_emu::max_grid_dim(); }
 #define FRCNN_CUDA_LIBRARY_IMPL(m) TORCH_LIBRARY_IMPL(FRCNN_FAST_LIBRARY, CPU, m)
 
 #else
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -55,6 +63,17 @@ using DeviceGuard = c10::cuda::CUDAGuard;
 inline cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream(); }
 // 65,535 is legal for every grid dimension (x allows more, y and z do not).
 inline int64_t max_grid_dim() { return 65535; }
+// Free memory as the driver reports it plus the blocks torch's caching allocator has reserved
+// but not handed out (a new tensor can use those without a cudaMalloc).
+inline int64_t device_available_bytes(const c10::Device& device) {
+  size_t free_bytes = 0, total_bytes = 0;
+  C10_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+  const auto aggregate = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+  const int64_t cached =
+      stats.reserved_bytes[aggregate].current - stats.allocated_bytes[aggregate].current;
+  return static_cast<int64_t>(free_bytes) + std::max<int64_t>(cached, 0);
+}
 }  // namespace frcnn_fast
 
 #define FRCNN_LAUNCH(kernel, grid, block, shared_bytes, stream) \
