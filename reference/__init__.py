@@ -16,6 +16,8 @@ from .boxes import (
     encode_boxes,
     remove_small_boxes,
 )
+from .roi_align import fpn_levels, fpn_scale, multilevel_roi_align, multilevel_roi_align_backward, roi_align, roi_align_backward
+from .roi_pool import roi_pool, roi_pool_backward, roi_pool_with_argmax
 
 __all__ = [
     "BOX_FORMATS",
@@ -30,5 +32,14 @@ __all__ = [
     "encode_boxes",
     "generate_anchors",
     "generate_anchors_multilevel",
+    "fpn_levels",
+    "fpn_scale",
+    "multilevel_roi_align",
+    "multilevel_roi_align_backward",
     "remove_small_boxes",
+    "roi_align",
+    "roi_align_backward",
+    "roi_pool",
+    "roi_pool_backward",
+    "roi_pool_with_argmax",
 ]
