@@ -33,6 +33,9 @@ from .ops.boxes import (
     clip_boxes,
     remove_small_boxes,
 )
+from .ops.poolers import MultiScaleRoIAlign
+from .ops.roi_align import RoIAlign, multilevel_roi_align, roi_align
+from .ops.roi_pool import RoIPool, roi_pool
 
 
 def build_info():
@@ -51,6 +54,9 @@ def build_info():
 __all__ = [
     "AnchorGenerator",
     "BOX_FORMATS",
+    "MultiScaleRoIAlign",
+    "RoIAlign",
+    "RoIPool",
     "anchors_inside",
     "base_anchors",
     "box_area",
@@ -63,6 +69,9 @@ __all__ = [
     "encode_boxes",
     "generate_anchors",
     "generate_anchors_multilevel",
+    "multilevel_roi_align",
     "reference",
     "remove_small_boxes",
+    "roi_align",
+    "roi_pool",
 ]

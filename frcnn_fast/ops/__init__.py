@@ -1,7 +1,13 @@
 from .box_coding import decode_boxes, encode_boxes
 from .boxes import box_area, box_convert, box_iou, box_iou_aligned, clip_boxes, remove_small_boxes
+from .poolers import MultiScaleRoIAlign
+from .roi_align import RoIAlign, multilevel_roi_align, roi_align
+from .roi_pool import RoIPool, roi_pool
 
 __all__ = [
+    "MultiScaleRoIAlign",
+    "RoIAlign",
+    "RoIPool",
     "box_area",
     "box_convert",
     "box_iou",
@@ -9,5 +15,8 @@ __all__ = [
     "clip_boxes",
     "decode_boxes",
     "encode_boxes",
+    "multilevel_roi_align",
     "remove_small_boxes",
+    "roi_align",
+    "roi_pool",
 ]
