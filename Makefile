@@ -1,6 +1,7 @@
-# make test  : set up .venv, build the extension, run the whole test suite
-# make bench : set up .venv, build the extension, run the benchmark suite
-# Both reuse what exists: the venv is rebuilt only when requirements-dev.txt changes, and
+# make test     : set up .venv, build the extension and the emulated CUDA build, run all tests
+# make bench    : set up .venv, build the extension, run the benchmark suite
+# make sanitize : the emulated CUDA kernels' tests under ASan+UBSan, then under TSan
+# All reuse what exists: the venv is rebuilt only when requirements-dev.txt changes, and
 # ninja recompiles only the sources that changed.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -13,7 +14,7 @@ export CUDA_HOME ?= /usr/local/cuda
 endif
 export MAX_JOBS ?= 2
 
-.PHONY: test bench build env clean
+.PHONY: test bench build emu sanitize env clean
 
 $(VENV)/.installed: requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,8 +27,27 @@ env: $(VENV)/.installed
 build: env
 	$(PY) -m pip install --no-build-isolation --no-deps -e .
 
-test: build
+# csrc/cuda compiled for the CPU, with the CUDA emulator (tests/cuda_emu): test-only, never installed.
+emu: env
+	$(PY) -m tests.cuda_emu.build
+
+test: build emu
 	$(PY) -m pytest tests
+
+# The sanitizer runtimes must be loaded before Python; the tests marked cuda_emu are the ones
+# that run emulated CUDA kernels. setarch -R: TSan needs the classic memory layout.
+CXX ?= g++
+SANITIZE_TESTS ?= tests -m cuda_emu -p no:cacheprovider
+sanitize: build
+	$(PY) -m tests.cuda_emu.build --variant address
+	FRCNN_CUDA_EMU_VARIANT=address LD_PRELOAD=$$($(CXX) -print-file-name=libasan.so) \
+	  ASAN_OPTIONS=detect_leaks=0:protect_shadow_gap=0:alloc_dealloc_mismatch=0:halt_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(PY) -m pytest $(SANITIZE_TESTS)
+	$(PY) -m tests.cuda_emu.build --variant thread
+	FRCNN_CUDA_EMU_VARIANT=thread LD_PRELOAD=$$($(CXX) -print-file-name=libtsan.so) \
+	  TSAN_OPTIONS=halt_on_error=1:report_signal_unsafe=0 \
+	  setarch $$(uname -m) -R $(PY) -m pytest $(SANITIZE_TESTS)
 
 bench: build
 	$(PY) -m benchmarks

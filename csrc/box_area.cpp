@@ -3,6 +3,7 @@
 #include <torch/library.h>
 
 #include "common/checks.h"
+#include "common/macros.h"
 
 namespace frcnn_fast {
 
@@ -10,7 +11,7 @@ void check_box_area_inputs(const at::Tensor& boxes) {
   check_boxes(boxes, "boxes");
 }
 
-TORCH_LIBRARY_FRAGMENT(frcnn_fast, m) {
+TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {
   m.def("box_area(Tensor boxes) -> Tensor", {at::Tag::pt2_compliant_tag});
 }
 

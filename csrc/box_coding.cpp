@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "common/checks.h"
+#include "common/macros.h"
 
 namespace frcnn_fast {
 
@@ -46,7 +47,7 @@ void check_decode_boxes_inputs(
   TORCH_CHECK(!std::isnan(clamp), "clamp must not be NaN");
 }
 
-TORCH_LIBRARY_FRAGMENT(frcnn_fast, m) {
+TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {
   m.def(
       "encode_boxes(Tensor reference_boxes, Tensor target_boxes, float[] weights) -> Tensor",
       {at::Tag::pt2_compliant_tag});

@@ -4,6 +4,7 @@
 
 #include "common/box_math.h"
 #include "common/checks.h"
+#include "common/macros.h"
 
 namespace frcnn_fast {
 
@@ -26,7 +27,7 @@ std::pair<int, int> check_box_convert_inputs(
   return {parse_format(in_fmt, "in_fmt"), parse_format(out_fmt, "out_fmt")};
 }
 
-TORCH_LIBRARY_FRAGMENT(frcnn_fast, m) {
+TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {
   m.def(
       "box_convert(Tensor boxes, str in_fmt, str out_fmt) -> Tensor",
       {at::Tag::pt2_compliant_tag});

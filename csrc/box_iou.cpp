@@ -3,6 +3,7 @@
 #include <torch/library.h>
 
 #include "common/checks.h"
+#include "common/macros.h"
 
 namespace frcnn_fast {
 
@@ -19,7 +20,7 @@ void check_box_iou_aligned_inputs(const at::Tensor& boxes1, const at::Tensor& bo
   check_same_shape(boxes1, "boxes1", boxes2, "boxes2");
 }
 
-TORCH_LIBRARY_FRAGMENT(frcnn_fast, m) {
+TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {
   m.def("box_iou(Tensor boxes1, Tensor boxes2) -> Tensor", {at::Tag::pt2_compliant_tag});
   m.def(
       "box_iou_aligned(Tensor boxes1, Tensor boxes2) -> Tensor", {at::Tag::pt2_compliant_tag});

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "common/checks.h"
+#include "common/macros.h"
 
 namespace frcnn_fast {
 
@@ -15,7 +16,7 @@ void check_clip_boxes_inputs(const at::Tensor& boxes, double height, double widt
   TORCH_CHECK(std::isfinite(width) && width >= 0, "width must be finite and >= 0, got ", width);
 }
 
-TORCH_LIBRARY_FRAGMENT(frcnn_fast, m) {
+TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {
   m.def(
       "clip_boxes(Tensor boxes, float height, float width) -> Tensor",
       {at::Tag::pt2_compliant_tag});

@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "common/checks.h"
+#include "common/macros.h"
 
 namespace frcnn_fast {
 
@@ -36,7 +37,7 @@ void check_grid_anchors_inputs(
 
 // Anchors of one feature map: base_anchors[a] shifted to the centre of every cell (i, j),
 // written row-major at row (i * width + j) * A + a.
-TORCH_LIBRARY_FRAGMENT(frcnn_fast, m) {
+TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {
   m.def(
       "grid_anchors(Tensor base_anchors, int height, int width, float stride_y, float stride_x, "
       "float offset) -> Tensor",

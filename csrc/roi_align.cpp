@@ -2,6 +2,7 @@
 
 #include <torch/library.h>
 
+#include "common/macros.h"
 #include "roi_checks.h"
 
 namespace frcnn_fast {
@@ -59,7 +60,7 @@ void check_roi_align_backward_inputs(
   check_pooled_grad(grad, boxes, channels, pooled_height, pooled_width);
 }
 
-TORCH_LIBRARY_FRAGMENT(frcnn_fast, m) {
+TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {
   // `deterministic` selects the backward algorithm (passed on to the backward op); the
   // forward itself is deterministic everywhere.
   m.def(

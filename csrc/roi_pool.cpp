@@ -2,6 +2,7 @@
 
 #include <torch/library.h>
 
+#include "common/macros.h"
 #include "roi_checks.h"
 
 namespace frcnn_fast {
@@ -33,7 +34,7 @@ void check_roi_pool_backward_inputs(
       argmax.device(), " and ", grad.device());
 }
 
-TORCH_LIBRARY_FRAGMENT(frcnn_fast, m) {
+TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {
   // `deterministic` selects the backward algorithm (saved for _roi_pool_backward); the
   // forward itself is deterministic everywhere.
   m.def(

@@ -6,11 +6,15 @@
   pick one with ``HYPOTHESIS_PROFILE=dev python -m pytest tests``.
 * Registers the ``cuda`` marker. CUDA tests are skipped only when no GPU is visible; a missing or
   broken ``frcnn_fast._C`` is never a reason to skip (the test modules import it at top level).
+* Runs every test marked ``on_cuda_emu`` (the ``cuda_emu`` device of ``helpers.DEVICES``) inside
+  ``cuda_emu.emulated``: its frcnn_fast ops run the CUDA kernels' code, emulated on the CPU, with
+  schedules and launch caps drawn from a seed derived from the test's id.
 """
 import os
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -19,6 +23,8 @@ for _p in (str(REPO_ROOT), str(TESTS_DIR)):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
+import cuda_emu  # noqa: E402
+
 settings.register_profile(
     "ci",
     max_examples=40,
@@ -26,17 +32,32 @@ settings.register_profile(
     derandomize=True,
     database=None,
     print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    # the function-scoped fixture is the emulated-CUDA routing, meant to span all examples
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
 )
 settings.register_profile(
     "dev",
     max_examples=300,
     deadline=None,
     print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    # the function-scoped fixture is the emulated-CUDA routing, meant to span all examples
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: test runs on a CUDA device (skipped only when no GPU is visible)")
+    config.addinivalue_line("markers", "cuda_emu: test runs CUDA kernels in the CPU emulation (tests/cuda_emu)")
+    config.addinivalue_line("markers", "on_cuda_emu: every frcnn_fast op the test calls runs on the emulated CUDA kernels")
+
+
+@pytest.fixture(autouse=True)
+def _emulated_cuda(request):
+    if request.node.get_closest_marker("on_cuda_emu") is None:
+        yield
+        return
+    # max_grid_dim=0: every launch draws the GPU's grid cap or a cap of 1-3 blocks, so small
+    # inputs run both the one-pass and the grid-stride paths.
+    with cuda_emu.emulated(seed=cuda_emu.seed_for(request.node.nodeid), workers=2, max_grid_dim=0):
+        yield

@@ -27,7 +27,15 @@ CUDA_PARAM = pytest.param(
     marks=[pytest.mark.cuda, pytest.mark.skipif(not HAS_CUDA, reason="no GPU")],
     id="cuda",
 )
-DEVICES = [pytest.param("cpu", id="cpu"), CUDA_PARAM]
+# The CUDA kernels, emulated on the CPU (tests/cuda_emu): the tensors are CPU tensors, and the
+# conftest routes every torch.ops.frcnn_fast call of the test to the emulated CUDA kernel. Never
+# skipped: this is how the CUDA code runs in every `make test`.
+CUDA_EMU_PARAM = pytest.param("cpu", marks=[pytest.mark.cuda_emu, pytest.mark.on_cuda_emu], id="cuda_emu")
+# Where the kernels run: CPU kernels, emulated CUDA kernels, real CUDA kernels.
+DEVICES = [pytest.param("cpu", id="cpu"), CUDA_EMU_PARAM, CUDA_PARAM]
+# Real devices only, for tests of the op registrations (opcheck, torch.compile) rather than of
+# the kernels' results.
+REAL_DEVICES = [pytest.param("cpu", id="cpu"), CUDA_PARAM]
 
 ALL_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 FULL_DTYPES = (torch.float32, torch.float64)

@@ -7,3 +7,9 @@
 #else
 #define FRCNN_HOST_DEVICE inline
 #endif
+
+// The op library's name: frcnn_fast, or frcnn_fast_cuda_emu in the emulated test build of the
+// CUDA kernels (tests/cuda_emu), whose schemas live next to the real ones under their own name.
+#ifndef FRCNN_FAST_LIBRARY
+#define FRCNN_FAST_LIBRARY frcnn_fast
+#endif

@@ -1,13 +1,11 @@
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
 #include "../box_area.h"
 #include "../common/box_math.h"
+#include "device.cuh"
 #include "launch.cuh"
 
 namespace frcnn_fast {
@@ -25,16 +23,16 @@ __global__ void box_area_kernel(const scalar_t* __restrict__ in, int64_t n, scal
 
 at::Tensor box_area_cuda(const at::Tensor& boxes) {
   check_box_area_inputs(boxes);
-  const c10::cuda::CUDAGuard guard(boxes.device());
+  const DeviceGuard guard(boxes.device());
   const at::Tensor b = boxes.contiguous();
   at::Tensor out = at::empty(b.sizes().slice(0, b.dim() - 1), b.options());
   const int64_t n = out.numel();
   if (n == 0) {
     return out;
   }
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const cudaStream_t stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b.scalar_type(), "box_area_cuda", [&] {
-    box_area_kernel<scalar_t><<<blocks_for(n), kThreadsPerBlock, 0, stream>>>(
+    FRCNN_LAUNCH(box_area_kernel<scalar_t>, blocks_for(n), kThreadsPerBlock, 0, stream)(
         b.const_data_ptr<scalar_t>(), n, out.mutable_data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
@@ -43,7 +41,7 @@ at::Tensor box_area_cuda(const at::Tensor& boxes) {
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(frcnn_fast, CUDA, m) {
+FRCNN_CUDA_LIBRARY_IMPL(m) {
   m.impl("box_area", &box_area_cuda);
 }
 

@@ -1,13 +1,11 @@
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
 #include "../box_coding.h"
 #include "../common/box_math.h"
+#include "device.cuh"
 #include "launch.cuh"
 
 namespace frcnn_fast {
@@ -46,7 +44,7 @@ at::Tensor encode_boxes_cuda(
     const at::Tensor& reference_boxes, const at::Tensor& target_boxes,
     c10::ArrayRef<double> weights) {
   check_encode_boxes_inputs(reference_boxes, target_boxes, weights);
-  const c10::cuda::CUDAGuard guard(reference_boxes.device());
+  const DeviceGuard guard(reference_boxes.device());
   const at::Tensor ref = reference_boxes.contiguous();
   const at::Tensor tgt = target_boxes.contiguous();
   at::Tensor out = at::empty_like(ref);
@@ -54,11 +52,11 @@ at::Tensor encode_boxes_cuda(
   if (n == 0) {
     return out;
   }
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const cudaStream_t stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, ref.scalar_type(), "encode_boxes_cuda", [&] {
         using T = at::opmath_type<scalar_t>;
-        encode_boxes_kernel<scalar_t><<<blocks_for(n), kThreadsPerBlock, 0, stream>>>(
+        FRCNN_LAUNCH(encode_boxes_kernel<scalar_t>, blocks_for(n), kThreadsPerBlock, 0, stream)(
             ref.const_data_ptr<scalar_t>(), tgt.const_data_ptr<scalar_t>(), n,
             to_weights<T>(weights), out.mutable_data_ptr<scalar_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -70,7 +68,7 @@ at::Tensor decode_boxes_cuda(
     const at::Tensor& deltas, const at::Tensor& reference_boxes, c10::ArrayRef<double> weights,
     double clamp) {
   check_decode_boxes_inputs(deltas, reference_boxes, weights, clamp);
-  const c10::cuda::CUDAGuard guard(deltas.device());
+  const DeviceGuard guard(deltas.device());
   const at::Tensor d = deltas.contiguous();
   const at::Tensor ref = reference_boxes.contiguous();
   at::Tensor out = at::empty_like(d);
@@ -79,11 +77,11 @@ at::Tensor decode_boxes_cuda(
   if (n == 0) {
     return out;
   }
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const cudaStream_t stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, d.scalar_type(), "decode_boxes_cuda", [&] {
         using T = at::opmath_type<scalar_t>;
-        decode_boxes_kernel<scalar_t><<<blocks_for(n), kThreadsPerBlock, 0, stream>>>(
+        FRCNN_LAUNCH(decode_boxes_kernel<scalar_t>, blocks_for(n), kThreadsPerBlock, 0, stream)(
             d.const_data_ptr<scalar_t>(), ref.const_data_ptr<scalar_t>(), n, per_ref,
             to_weights<T>(weights), static_cast<T>(clamp), out.mutable_data_ptr<scalar_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -93,7 +91,7 @@ at::Tensor decode_boxes_cuda(
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(frcnn_fast, CUDA, m) {
+FRCNN_CUDA_LIBRARY_IMPL(m) {
   m.impl("encode_boxes", &encode_boxes_cuda);
   m.impl("decode_boxes", &decode_boxes_cuda);
 }

@@ -1,13 +1,11 @@
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
 #include "../box_convert.h"
 #include "../common/box_math.h"
+#include "device.cuh"
 #include "launch.cuh"
 
 namespace frcnn_fast {
@@ -31,17 +29,17 @@ at::Tensor box_convert_cuda(
     const at::Tensor& boxes, c10::string_view in_fmt, c10::string_view out_fmt) {
   const auto fmts =
       check_box_convert_inputs(boxes, std::string(in_fmt), std::string(out_fmt));
-  const c10::cuda::CUDAGuard guard(boxes.device());
+  const DeviceGuard guard(boxes.device());
   const at::Tensor b = boxes.contiguous();
   at::Tensor out = at::empty_like(b);
   const int64_t n = b.numel() / 4;
   if (n == 0) {
     return out;
   }
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const cudaStream_t stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, b.scalar_type(), "box_convert_cuda", [&] {
-        box_convert_kernel<scalar_t><<<blocks_for(n), kThreadsPerBlock, 0, stream>>>(
+        FRCNN_LAUNCH(box_convert_kernel<scalar_t>, blocks_for(n), kThreadsPerBlock, 0, stream)(
             b.const_data_ptr<scalar_t>(), n, fmts.first, fmts.second,
             out.mutable_data_ptr<scalar_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -51,7 +49,7 @@ at::Tensor box_convert_cuda(
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(frcnn_fast, CUDA, m) {
+FRCNN_CUDA_LIBRARY_IMPL(m) {
   m.impl("box_convert", &box_convert_cuda);
 }
 

@@ -1,15 +1,13 @@
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
 #include <algorithm>
 
 #include "../box_iou.h"
 #include "../common/box_math.h"
+#include "device.cuh"
 #include "launch.cuh"
 
 namespace frcnn_fast {
@@ -56,7 +54,7 @@ __global__ void box_iou_aligned_kernel(
 
 at::Tensor box_iou_cuda(const at::Tensor& boxes1, const at::Tensor& boxes2) {
   check_box_iou_inputs(boxes1, boxes2);
-  const c10::cuda::CUDAGuard guard(boxes1.device());
+  const DeviceGuard guard(boxes1.device());
   const at::Tensor a = boxes1.contiguous();
   const at::Tensor b = boxes2.contiguous();
   const int64_t n = a.size(0);
@@ -67,11 +65,11 @@ at::Tensor box_iou_cuda(const at::Tensor& boxes1, const at::Tensor& boxes2) {
   }
   const dim3 block(kIouBlockX, kIouBlockY);
   const dim3 grid(
-      static_cast<unsigned int>(std::min<int64_t>((m + kIouBlockX - 1) / kIouBlockX, 1 << 16)),
-      static_cast<unsigned int>(std::min<int64_t>((n + kIouBlockY - 1) / kIouBlockY, 65535)));
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+      static_cast<unsigned int>(std::min<int64_t>((m + kIouBlockX - 1) / kIouBlockX, max_grid_dim())),
+      static_cast<unsigned int>(std::min<int64_t>((n + kIouBlockY - 1) / kIouBlockY, max_grid_dim())));
+  const cudaStream_t stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.scalar_type(), "box_iou_cuda", [&] {
-    box_iou_kernel<scalar_t><<<grid, block, 0, stream>>>(
+    FRCNN_LAUNCH(box_iou_kernel<scalar_t>, grid, block, 0, stream)(
         a.const_data_ptr<scalar_t>(), b.const_data_ptr<scalar_t>(), n, m,
         out.mutable_data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -81,7 +79,7 @@ at::Tensor box_iou_cuda(const at::Tensor& boxes1, const at::Tensor& boxes2) {
 
 at::Tensor box_iou_aligned_cuda(const at::Tensor& boxes1, const at::Tensor& boxes2) {
   check_box_iou_aligned_inputs(boxes1, boxes2);
-  const c10::cuda::CUDAGuard guard(boxes1.device());
+  const DeviceGuard guard(boxes1.device());
   const at::Tensor a = boxes1.contiguous();
   const at::Tensor b = boxes2.contiguous();
   at::Tensor out = at::empty(a.sizes().slice(0, a.dim() - 1), a.options());
@@ -89,10 +87,10 @@ at::Tensor box_iou_aligned_cuda(const at::Tensor& boxes1, const at::Tensor& boxe
   if (n == 0) {
     return out;
   }
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const cudaStream_t stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, a.scalar_type(), "box_iou_aligned_cuda", [&] {
-        box_iou_aligned_kernel<scalar_t><<<blocks_for(n), kThreadsPerBlock, 0, stream>>>(
+        FRCNN_LAUNCH(box_iou_aligned_kernel<scalar_t>, blocks_for(n), kThreadsPerBlock, 0, stream)(
             a.const_data_ptr<scalar_t>(), b.const_data_ptr<scalar_t>(), n,
             out.mutable_data_ptr<scalar_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -102,7 +100,7 @@ at::Tensor box_iou_aligned_cuda(const at::Tensor& boxes1, const at::Tensor& boxe
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(frcnn_fast, CUDA, m) {
+FRCNN_CUDA_LIBRARY_IMPL(m) {
   m.impl("box_iou", &box_iou_cuda);
   m.impl("box_iou_aligned", &box_iou_aligned_cuda);
 }

@@ -1,13 +1,11 @@
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
 #include "../clip_boxes.h"
 #include "../common/box_math.h"
+#include "device.cuh"
 #include "launch.cuh"
 
 namespace frcnn_fast {
@@ -31,18 +29,18 @@ __global__ void clip_boxes_kernel(
 
 at::Tensor clip_boxes_cuda(const at::Tensor& boxes, double height, double width) {
   check_clip_boxes_inputs(boxes, height, width);
-  const c10::cuda::CUDAGuard guard(boxes.device());
+  const DeviceGuard guard(boxes.device());
   const at::Tensor b = boxes.contiguous();
   at::Tensor out = at::empty_like(b);
   const int64_t n = b.numel() / 4;
   if (n == 0) {
     return out;
   }
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const cudaStream_t stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, b.scalar_type(), "clip_boxes_cuda", [&] {
         using T = at::opmath_type<scalar_t>;
-        clip_boxes_kernel<scalar_t><<<blocks_for(n), kThreadsPerBlock, 0, stream>>>(
+        FRCNN_LAUNCH(clip_boxes_kernel<scalar_t>, blocks_for(n), kThreadsPerBlock, 0, stream)(
             b.const_data_ptr<scalar_t>(), n, static_cast<T>(height), static_cast<T>(width),
             out.mutable_data_ptr<scalar_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -52,7 +50,7 @@ at::Tensor clip_boxes_cuda(const at::Tensor& boxes, double height, double width)
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(frcnn_fast, CUDA, m) {
+FRCNN_CUDA_LIBRARY_IMPL(m) {
   m.impl("clip_boxes", &clip_boxes_cuda);
 }
 

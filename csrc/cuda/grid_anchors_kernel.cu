@@ -1,13 +1,11 @@
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
 #include "../common/box_math.h"
 #include "../grid_anchors.h"
+#include "device.cuh"
 #include "launch.cuh"
 
 namespace frcnn_fast {
@@ -38,7 +36,7 @@ at::Tensor grid_anchors_cuda(
     const at::Tensor& base_anchors, int64_t height, int64_t width, double stride_y,
     double stride_x, double offset) {
   check_grid_anchors_inputs(base_anchors, height, width, stride_y, stride_x, offset);
-  const c10::cuda::CUDAGuard guard(base_anchors.device());
+  const DeviceGuard guard(base_anchors.device());
   const at::Tensor base = base_anchors.contiguous();
   const int64_t num_base = base.size(0);
   const int64_t n = height * width * num_base;
@@ -46,11 +44,11 @@ at::Tensor grid_anchors_cuda(
   if (n == 0) {
     return out;
   }
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const cudaStream_t stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, base.scalar_type(), "grid_anchors_cuda", [&] {
         using T = at::opmath_type<scalar_t>;
-        grid_anchors_kernel<scalar_t><<<blocks_for(n), kThreadsPerBlock, 0, stream>>>(
+        FRCNN_LAUNCH(grid_anchors_kernel<scalar_t>, blocks_for(n), kThreadsPerBlock, 0, stream)(
             base.const_data_ptr<scalar_t>(), num_base, width, n, static_cast<T>(offset),
             static_cast<T>(stride_y), static_cast<T>(stride_x), out.mutable_data_ptr<scalar_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -60,7 +58,7 @@ at::Tensor grid_anchors_cuda(
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(frcnn_fast, CUDA, m) {
+FRCNN_CUDA_LIBRARY_IMPL(m) {
   m.impl("grid_anchors", &grid_anchors_cuda);
 }
 

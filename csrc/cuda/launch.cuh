@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "device.cuh"
+
 namespace frcnn_fast {
 
 constexpr int kThreadsPerBlock = 256;
@@ -11,7 +13,7 @@ constexpr int kThreadsPerBlock = 256;
 // never empty; the cap keeps the grid legal for any n (the loop covers the rest).
 inline unsigned int blocks_for(int64_t n, int threads = kThreadsPerBlock) {
   const int64_t blocks = (n + threads - 1) / threads;
-  return static_cast<unsigned int>(std::min<int64_t>(std::max<int64_t>(blocks, 1), 1 << 16));
+  return static_cast<unsigned int>(std::min<int64_t>(std::max<int64_t>(blocks, 1), max_grid_dim()));
 }
 
 }  // namespace frcnn_fast

@@ -1,13 +1,11 @@
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
 #include "../common/box_math.h"
 #include "../remove_small_boxes.h"
+#include "device.cuh"
 #include "launch.cuh"
 
 namespace frcnn_fast {
@@ -27,18 +25,18 @@ __global__ void large_enough_kernel(
 
 at::Tensor remove_small_boxes_cuda(const at::Tensor& boxes, double min_size) {
   check_remove_small_boxes_inputs(boxes, min_size);
-  const c10::cuda::CUDAGuard guard(boxes.device());
+  const DeviceGuard guard(boxes.device());
   const at::Tensor b = boxes.contiguous();
   const int64_t n = b.size(0);
   if (n == 0) {
     return at::empty({0}, b.options().dtype(at::kLong));
   }
   at::Tensor mask = at::empty({n}, b.options().dtype(at::kBool));
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const cudaStream_t stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, b.scalar_type(), "remove_small_boxes_cuda", [&] {
         using T = at::opmath_type<scalar_t>;
-        large_enough_kernel<scalar_t><<<blocks_for(n), kThreadsPerBlock, 0, stream>>>(
+        FRCNN_LAUNCH(large_enough_kernel<scalar_t>, blocks_for(n), kThreadsPerBlock, 0, stream)(
             b.const_data_ptr<scalar_t>(), n, static_cast<T>(min_size),
             mask.mutable_data_ptr<bool>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -50,7 +48,7 @@ at::Tensor remove_small_boxes_cuda(const at::Tensor& boxes, double min_size) {
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(frcnn_fast, CUDA, m) {
+FRCNN_CUDA_LIBRARY_IMPL(m) {
   m.impl("remove_small_boxes", &remove_small_boxes_cuda);
 }
 

@@ -1,0 +1,66 @@
+#pragma once
+// The one header through which a CUDA kernel file reaches CUDA and c10's CUDA support.
+//
+// The same csrc/cuda/*.cu files build twice: by nvcc into frcnn_fast._C, and by the host
+// compiler into the test-only emulated build (tests/cuda_emu), where the kernels run on CPU
+// tensors with each block's threads as fibers. Everything a kernel file needs from CUDA comes
+// from here, so that this file alone decides which of the two it gets:
+//
+//   DeviceGuard guard(t.device());          the tensor's device is current
+//   cudaStream_t stream = current_stream();  launches go on the current stream
+//   FRCNN_LAUNCH(kernel, grid, block, shared_bytes, stream)(args...);
+//   C10_CUDA_KERNEL_LAUNCH_CHECK();
+//   FRCNN_DYNAMIC_SHARED(T, name);           (in a kernel) T* name = the dynamic shared memory
+//   max_grid_dim()                           the cap on every grid dimension; lowered in the
+//                                            emulated build so small inputs pass it
+//   FRCNN_CUDA_LIBRARY_IMPL(m) { m.impl(...); }   the CUDA kernels of the op library
+//
+// A kernel whose name has a comma (several template arguments) is launched through an alias:
+// `constexpr auto kernel = my_kernel<A, B>;`.
+#include <c10/core/Device.h>
+#include <torch/library.h>
+
+#include <cstdint>
+
+#include "../common/macros.h"
+
+#ifdef FRCNN_CUDA_EMULATION
+#include "frcnn_cuda_emu_math.h"
+
+namespace frcnn_fast {
+struct DeviceGuard {
+  explicit DeviceGuard(const c10::Device& /*device*/) {}
+};
+inline cudaStream_t current_stream() { return nullptr; }
+inline int64_t max_grid_dim() { return ::frcnn_emu::max_grid_dim(); }
+}  // namespace frcnn_fast
+
+#define FRCNN_LAUNCH(kernel, grid, block, shared_bytes, stream) \
+  ::frcnn_emu::launch(kernel, grid, block, shared_bytes, stream, #kernel)
+#define FRCNN_DYNAMIC_SHARED(T, name) \
+  T* name = static_cast<T*>(::frcnn_emu::dynamic_shared_memory())
+// Launches run synchronously and throw on misuse; there is nothing left to check.
+#define C10_CUDA_KERNEL_LAUNCH_CHECK() ((void)0)
+// The emulated kernels serve CPU tensors, in a library of their own (frcnn_fast_cuda_emu).
+#define FRCNN_CUDA_LIBRARY_IMPL(m) TORCH_LIBRARY_IMPL(FRCNN_FAST_LIBRARY, CPU, m)
+
+#else
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime.h>
+
+namespace frcnn_fast {
+using DeviceGuard = c10::cuda::CUDAGuard;
+inline cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream(); }
+// 65,535 is legal for every grid dimension (x allows more, y and z do not).
+inline int64_t max_grid_dim() { return 65535; }
+}  // namespace frcnn_fast
+
+#define FRCNN_LAUNCH(kernel, grid, block, shared_bytes, stream) \
+  kernel<<<grid, block, shared_bytes, stream>>>
+#define FRCNN_DYNAMIC_SHARED(T, name)                                        \
+  extern __shared__ __align__(16) unsigned char frcnn_dynamic_shared_raw[]; \
+  T* name = reinterpret_cast<T*>(frcnn_dynamic_shared_raw)
+#define FRCNN_CUDA_LIBRARY_IMPL(m) TORCH_LIBRARY_IMPL(FRCNN_FAST_LIBRARY, CUDA, m)
+#endif

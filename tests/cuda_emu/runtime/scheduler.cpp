@@ -1,0 +1,729 @@
+// The emulator's runtime: runs a grid of blocks, each block's threads as fibers (glibc ucontext)
+// on one OS thread, with a seeded scheduler that picks which runnable thread goes next.
+//
+// A thread runs until it reaches a scheduling point (a barrier, a warp collective, an atomic or
+// a fence) or exits; the scheduler then picks, at random, another runnable thread. Barriers and
+// warp collectives complete as soon as every thread they name has arrived, so a missing
+// __syncthreads shows as a wrong answer under some seeds, and misuse (a barrier some threads
+// never reach, a warp mask that names exited or absent lanes, deadlock) is detected and reported
+// as an exception instead of hanging.
+//
+// Sanitizers: fibers are announced to AddressSanitizer (stack switches) and ThreadSanitizer
+// (each fiber is a TSan thread; switching back to the scheduler does not synchronise, so two
+// threads of a block are ordered only by the barriers and warp syncs that order them on a GPU).
+// The runtime's own bookkeeping is therefore excluded from TSan instrumentation.
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "config.h"
+#include "frcnn_cuda_emu.h"
+#include "sanitizer_hooks.h"
+
+thread_local dim3 threadIdx;
+thread_local dim3 blockIdx;
+thread_local dim3 blockDim;
+thread_local dim3 gridDim;
+
+namespace frcnn_emu {
+namespace {
+
+// CUDA's limits for compute capability 7.5 and later (the oldest architecture we build for).
+constexpr int64_t kMaxThreadsPerBlock = 1024;
+constexpr unsigned kMaxBlockDim[3] = {1024, 1024, 64};
+constexpr int64_t kMaxGridDim[3] = {2147483647, 65535, 65535};
+constexpr size_t kMaxDynamicShared = 48 * 1024;  // without cudaFuncSetAttribute opt-in
+// Larger grids are legal on a GPU but would take hours here: lower the launch caps instead.
+constexpr int64_t kMaxEmulatedBlocks = int64_t(1) << 22;
+
+enum class State { kRunnable, kBarrier, kWarp, kExited };
+
+enum class Misuse {
+  kNone,
+  kLaneNotInMask,
+  kMaskNamesAbsentLane,
+  kMaskNamesExitedLane,
+  kBadWidth,
+  kShflSourceNotInMask,
+  kCollectiveMismatch,
+  kBarrierAfterExit,
+  kExitDuringBarrier,
+  kBarrierSiteMismatch,
+  kDeadlock,
+};
+
+struct Fiber {
+  ucontext_t context;
+  char* stack = nullptr;
+  void* tsan = nullptr;
+  dim3 index;
+  int tid = 0;
+  int warp = 0;
+  int lane = 0;
+  State state = State::kRunnable;
+  // what the thread waits in
+  BarrierKind barrier = BarrierKind::kSync;
+  WarpOp op = WarpOp::kSyncwarp;
+  unsigned mask = 0;
+  uint64_t bits = 0;
+  int arg = 0;
+  int width = 32;
+  Site site{nullptr, 0};
+  uint64_t result = 0;
+};
+
+struct Block {
+  const LaunchConfig* config = nullptr;
+  void (*body)(void*) = nullptr;
+  void* context = nullptr;
+  Fiber* fibers = nullptr;
+  int num_threads = 0;
+  int num_warps = 0;
+  int* runnable = nullptr;  // thread ids
+  int num_runnable = 0;
+  int exited = 0;
+  int at_barrier = 0;
+  uint64_t rng = 0;
+  ucontext_t scheduler;
+  void* scheduler_tsan = nullptr;
+  const void* scheduler_stack = nullptr;
+  size_t scheduler_stack_size = 0;
+  void* dynamic_shared = nullptr;
+  // the first misuse: reported by the scheduler, which formats the message
+  Misuse misuse = Misuse::kNone;
+  int misuse_tid = -1;
+  int misuse_lane = -1;
+  Site misuse_site{nullptr, 0};
+  char barrier_sync = 0;  // addresses used as TSan synchronisation objects
+  char warp_sync[kMaxThreadsPerBlock / 32] = {};
+};
+
+thread_local Block* t_block = nullptr;
+thread_local Fiber* t_fiber = nullptr;
+// Released by every fiber when it exits and acquired when one starts: blocks that run one after
+// the other on this OS thread reuse its static shared memory, so they must be ordered for TSan.
+thread_local char t_worker_sync = 0;
+
+std::atomic<uint64_t> g_launches{0};
+std::atomic<uint64_t> g_blocks{0};
+std::atomic<uint64_t> g_threads{0};
+std::atomic<uint64_t> g_switches{0};
+
+FRCNN_EMU_NO_TSAN uint64_t splitmix(uint64_t& state) {
+  uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+// ------------------------------------------------------------------------------- stacks
+class StackPool {
+ public:
+  ~StackPool() { release(); }
+  char* get(size_t i, size_t bytes) {
+    if (bytes != bytes_) {
+      release();
+      bytes_ = bytes;
+    }
+    while (stacks_.size() <= i) {
+      // one inaccessible page below each stack: an overflow faults instead of corrupting
+      void* p = mmap(nullptr, bytes + page(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) {
+        throw std::runtime_error("emulated CUDA: could not map a fiber stack");
+      }
+      mprotect(p, page(), PROT_NONE);
+      stacks_.push_back(static_cast<char*>(p) + page());
+    }
+    return stacks_[i];
+  }
+
+ private:
+  void release() {
+    for (char* s : stacks_) {
+      munmap(s - page(), bytes_ + page());
+    }
+    stacks_.clear();
+  }
+  static size_t page() { return static_cast<size_t>(sysconf(_SC_PAGESIZE)); }
+  std::vector<char*> stacks_;
+  size_t bytes_ = 0;
+};
+
+thread_local StackPool t_stacks;
+
+// ----------------------------------------------------------------------------- switching
+FRCNN_EMU_NO_TSAN void enter_fiber(Block& b, Fiber& f) {
+  threadIdx = f.index;
+  t_fiber = &f;
+  g_switches.fetch_add(1, std::memory_order_relaxed);
+  void* fake_stack = nullptr;
+  asan_start_switch(&fake_stack, f.stack, config().stack_bytes);
+  // Synchronising: the fiber sees everything the host and scheduler did before the launch.
+  tsan_switch_to(f.tsan, /*sync=*/true);
+  swapcontext(&b.scheduler, &f.context);
+  asan_finish_switch(fake_stack, nullptr, nullptr);
+  t_fiber = nullptr;
+}
+
+// From a fiber back to the scheduler. Not synchronising: the scheduler is not a GPU thread.
+FRCNN_EMU_NO_TSAN void leave_fiber(bool exiting) {
+  Block& b = *t_block;
+  Fiber& f = *t_fiber;
+  void* fake_stack = nullptr;
+  asan_start_switch(exiting ? nullptr : &fake_stack, b.scheduler_stack, b.scheduler_stack_size);
+  tsan_switch_to(b.scheduler_tsan, /*sync=*/false);
+  swapcontext(&f.context, &b.scheduler);
+  asan_finish_switch(fake_stack, nullptr, nullptr);
+}
+
+FRCNN_EMU_NO_TSAN void fiber_main() {
+  Block& b = *t_block;
+  const void* from_stack = nullptr;
+  size_t from_size = 0;
+  asan_finish_switch(nullptr, &from_stack, &from_size);
+  if (b.scheduler_stack == nullptr) {
+    b.scheduler_stack = from_stack;
+    b.scheduler_stack_size = from_size;
+  }
+  tsan_acquire(&t_worker_sync);
+  b.body(b.context);
+  tsan_release(&t_worker_sync);
+  Fiber& f = *t_fiber;
+  f.state = State::kExited;
+  leave_fiber(/*exiting=*/true);
+  std::abort();  // an exited fiber is never resumed
+}
+
+// Called on a fiber: records the first misuse and hands control back for good.
+[[noreturn]] FRCNN_EMU_NO_TSAN void misuse(Misuse what, int lane, Site site) {
+  Block& b = *t_block;
+  if (b.misuse == Misuse::kNone) {
+    b.misuse = what;
+    b.misuse_tid = t_fiber->tid;
+    b.misuse_lane = lane;
+    b.misuse_site = site;
+  }
+  leave_fiber(/*exiting=*/false);
+  std::abort();  // the scheduler abandons the block after a misuse
+}
+
+FRCNN_EMU_NO_TSAN void scheduler_misuse(Block& b, Misuse what, int tid, int lane, Site site) {
+  if (b.misuse == Misuse::kNone) {
+    b.misuse = what;
+    b.misuse_tid = tid;
+    b.misuse_lane = lane;
+    b.misuse_site = site;
+  }
+}
+
+FRCNN_EMU_NO_TSAN unsigned warp_lanes(const Block& b, int warp) {
+  const int n = std::min(32, b.num_threads - 32 * warp);
+  return n == 32 ? 0xffffffffu : ((1u << n) - 1u);
+}
+
+FRCNN_EMU_NO_TSAN unsigned exited_lanes(const Block& b, int warp) {
+  unsigned m = 0;
+  const unsigned lanes = warp_lanes(b, warp);
+  for (int l = 0; l < 32; ++l) {
+    if ((lanes >> l & 1u) && b.fibers[32 * warp + l].state == State::kExited) {
+      m |= 1u << l;
+    }
+  }
+  return m;
+}
+
+FRCNN_EMU_NO_TSAN void make_runnable(Block& b, Fiber& f) {
+  f.state = State::kRunnable;
+  b.runnable[b.num_runnable++] = f.tid;
+}
+
+// ------------------------------------------------------------------ completing collectives
+FRCNN_EMU_NO_TSAN int shfl_source(const Fiber& f) {
+  const int l = f.lane;
+  const int w = f.width;
+  const int base = (l / w) * w;
+  switch (f.op) {
+    case WarpOp::kShfl:
+      return base + ((f.arg % w) + w) % w;
+    case WarpOp::kShflUp:
+      return (l - base) - f.arg < 0 ? l : l - f.arg;
+    case WarpOp::kShflDown:
+      return (l - base) + f.arg >= w ? l : l + f.arg;
+    case WarpOp::kShflXor: {
+      const int src = l ^ (f.arg & 31);
+      return src >= base + w ? l : src;
+    }
+    default:
+      return l;
+  }
+}
+
+// The warp collective that `f` waits in completes when every lane of its mask waits in one
+// with the same operation and mask.
+FRCNN_EMU_NO_TSAN void try_complete_warp_op(Block& b, Fiber& f) {
+  Fiber* lanes = b.fibers + 32 * f.warp;
+  const unsigned mask = f.mask;
+  for (int l = 0; l < 32; ++l) {
+    if (!(mask >> l & 1u)) {
+      continue;
+    }
+    const Fiber& g = lanes[l];
+    if (g.state == State::kExited) {
+      scheduler_misuse(b, Misuse::kMaskNamesExitedLane, f.tid, l, f.site);
+      return;
+    }
+    if (g.state != State::kWarp) {
+      return;  // not there yet
+    }
+    if (g.op != f.op || g.mask != mask || g.width != f.width) {
+      scheduler_misuse(b, Misuse::kCollectiveMismatch, g.tid, l, g.site);
+      return;
+    }
+  }
+  uint64_t ballot = 0;
+  for (int l = 0; l < 32; ++l) {
+    if ((mask >> l & 1u) && lanes[l].bits) {
+      ballot |= uint64_t(1) << l;
+    }
+  }
+  for (int l = 0; l < 32; ++l) {
+    if (!(mask >> l & 1u)) {
+      continue;
+    }
+    Fiber& g = lanes[l];
+    switch (g.op) {
+      case WarpOp::kSyncwarp:
+        g.result = 0;
+        break;
+      case WarpOp::kBallot:
+        g.result = ballot;
+        break;
+      case WarpOp::kAny:
+        g.result = ballot != 0;
+        break;
+      case WarpOp::kAll:
+        g.result = ballot == mask;
+        break;
+      default: {
+        const int src = shfl_source(g);
+        if (!(mask >> src & 1u)) {
+          scheduler_misuse(b, Misuse::kShflSourceNotInMask, g.tid, src, g.site);
+          return;
+        }
+        g.result = lanes[src].bits;
+      }
+    }
+  }
+  for (int l = 0; l < 32; ++l) {
+    if (mask >> l & 1u) {
+      make_runnable(b, lanes[l]);
+    }
+  }
+}
+
+FRCNN_EMU_NO_TSAN void try_complete_barrier(Block& b) {
+  if (b.at_barrier != b.num_threads) {
+    return;
+  }
+  const Fiber& first = b.fibers[0];
+  int count = 0;
+  for (int t = 0; t < b.num_threads; ++t) {
+    const Fiber& f = b.fibers[t];
+    if (f.site.line != first.site.line || f.site.file != first.site.file || f.barrier != first.barrier) {
+      scheduler_misuse(b, Misuse::kBarrierSiteMismatch, t, -1, f.site);
+      return;
+    }
+    count += static_cast<int>(f.bits);
+  }
+  for (int t = 0; t < b.num_threads; ++t) {
+    Fiber& f = b.fibers[t];
+    switch (f.barrier) {
+      case BarrierKind::kCount:
+        f.result = static_cast<uint64_t>(count);
+        break;
+      case BarrierKind::kAnd:
+        f.result = count == b.num_threads;
+        break;
+      case BarrierKind::kOr:
+        f.result = count > 0;
+        break;
+      default:
+        f.result = 0;
+    }
+    make_runnable(b, f);
+  }
+  b.at_barrier = 0;
+}
+
+// ----------------------------------------------------------------------------- one block
+std::string site_str(Site s) {
+  if (s.file == nullptr) {
+    return "?";
+  }
+  std::string f = s.file;
+  const auto slash = f.find_last_of('/');
+  return (slash == std::string::npos ? f : f.substr(slash + 1)) + ":" + std::to_string(s.line);
+}
+
+std::string dim_str(dim3 d) {
+  return "(" + std::to_string(d.x) + "," + std::to_string(d.y) + "," + std::to_string(d.z) + ")";
+}
+
+std::string describe_misuse(const Block& b) {
+  std::ostringstream os;
+  const Fiber* f = b.misuse_tid >= 0 ? &b.fibers[b.misuse_tid] : nullptr;
+  const std::string who = f ? "thread " + dim_str(f->index) + " (warp " + std::to_string(f->warp) +
+                                  ", lane " + std::to_string(f->lane) + ")"
+                            : std::string("a thread");
+  const std::string at = site_str(b.misuse_site);
+  switch (b.misuse) {
+    case Misuse::kLaneNotInMask:
+      os << who << " called a warp collective at " << at << " with a mask that does not name its own lane";
+      break;
+    case Misuse::kMaskNamesAbsentLane:
+      os << who << " called a warp collective at " << at << " with a mask naming lane " << b.misuse_lane
+         << ", which does not exist in its warp (block of " << b.num_threads << " threads)";
+      break;
+    case Misuse::kMaskNamesExitedLane:
+      os << who << " called a warp collective at " << at << " with a mask naming lane " << b.misuse_lane
+         << ", which has exited";
+      break;
+    case Misuse::kBadWidth:
+      os << who << " called a shuffle at " << at << " with width " << b.misuse_lane
+         << " (must be a power of 2 in [1, 32])";
+      break;
+    case Misuse::kShflSourceNotInMask:
+      os << who << " shuffled at " << at << " from lane " << b.misuse_lane << ", which is not in the mask";
+      break;
+    case Misuse::kCollectiveMismatch:
+      os << "the lanes of one mask called different warp collectives (or masks/widths): " << who
+         << " at " << at;
+      break;
+    case Misuse::kBarrierAfterExit:
+      os << "barrier in divergent code: " << who << " reached __syncthreads at " << at << " after "
+         << b.exited << " thread(s) of the block had exited";
+      break;
+    case Misuse::kExitDuringBarrier:
+      os << "barrier in divergent code: " << who << " exited while " << b.at_barrier
+         << " thread(s) of the block waited in __syncthreads at " << at;
+      break;
+    case Misuse::kBarrierSiteMismatch:
+      os << "barrier in divergent code: threads of one block wait in different __syncthreads calls ("
+         << site_str(b.fibers[0].site) << " and " << at << ")";
+      break;
+    case Misuse::kDeadlock: {
+      int warp_wait = 0;
+      for (int t = 0; t < b.num_threads; ++t) {
+        warp_wait += b.fibers[t].state == State::kWarp;
+      }
+      os << "deadlock: no thread can run; " << b.at_barrier << " wait in __syncthreads, " << warp_wait
+         << " in warp collectives (e.g. " << who << " at " << at << "), " << b.exited << " exited";
+      break;
+    }
+    case Misuse::kNone:
+      break;
+  }
+  os << "; block " << dim_str(blockIdx) << " of kernel '" << b.config->kernel_name << "'";
+  return os.str();
+}
+
+FRCNN_EMU_NO_TSAN void first_deadlocked(Block& b) {
+  for (int t = 0; t < b.num_threads; ++t) {
+    if (b.fibers[t].state == State::kWarp || b.fibers[t].state == State::kBarrier) {
+      scheduler_misuse(b, Misuse::kDeadlock, t, -1, b.fibers[t].site);
+      return;
+    }
+  }
+}
+
+struct WorkerState {
+  std::vector<Fiber> fibers;
+  std::vector<int> runnable;
+};
+
+// Returns "" or the misuse message.
+FRCNN_EMU_NO_TSAN std::string run_block(
+    const LaunchConfig& c, void (*body)(void*), void* context, int64_t linear, uint64_t launch_id,
+    WorkerState& ws) {
+  const Config& cfg = config();
+  blockIdx = dim3(
+      static_cast<unsigned>(linear % c.grid.x), static_cast<unsigned>((linear / c.grid.x) % c.grid.y),
+      static_cast<unsigned>(linear / (int64_t(c.grid.x) * c.grid.y)));
+  Block b;
+  b.config = &c;
+  b.body = body;
+  b.context = context;
+  b.num_threads = static_cast<int>(c.block.x * c.block.y * c.block.z);
+  b.num_warps = (b.num_threads + 31) / 32;
+  ws.fibers.resize(b.num_threads);
+  ws.runnable.resize(b.num_threads);
+  b.fibers = ws.fibers.data();
+  b.runnable = ws.runnable.data();
+  b.rng = cfg.seed ^ (launch_id * 0xd1342543de82ef95ull) ^ (static_cast<uint64_t>(linear) * 0x9e3779b97f4a7c15ull);
+  splitmix(b.rng);
+  // Dynamic shared memory: its own allocation of exactly the launch's size (so AddressSanitizer
+  // sees an overrun), filled with 0xff bytes (NaN, -1) so that a read before any write shows.
+  b.dynamic_shared = std::malloc(c.shared_bytes == 0 ? 1 : c.shared_bytes);
+  std::memset(b.dynamic_shared, 0xff, c.shared_bytes == 0 ? 1 : c.shared_bytes);
+  b.scheduler_tsan = tsan_current_fiber();
+  t_block = &b;
+  for (int t = 0; t < b.num_threads; ++t) {
+    Fiber& f = b.fibers[t];
+    f = Fiber();
+    f.tid = t;
+    f.warp = t / 32;
+    f.lane = t % 32;
+    f.index = dim3(t % c.block.x, (t / c.block.x) % c.block.y, t / (c.block.x * c.block.y));
+    f.stack = t_stacks.get(static_cast<size_t>(t), cfg.stack_bytes);
+    asan_unpoison(f.stack, cfg.stack_bytes);  // frames abandoned by an earlier misuse
+    getcontext(&f.context);
+    f.context.uc_stack.ss_sp = f.stack;
+    f.context.uc_stack.ss_size = cfg.stack_bytes;
+    f.context.uc_link = nullptr;
+    makecontext(&f.context, &fiber_main, 0);
+    f.tsan = tsan_create_fiber();
+    b.runnable[t] = t;
+  }
+  b.num_runnable = b.num_threads;
+
+  while (b.misuse == Misuse::kNone && b.exited < b.num_threads) {
+    if (b.num_runnable == 0) {
+      first_deadlocked(b);
+      break;
+    }
+    const int pick = static_cast<int>(splitmix(b.rng) % static_cast<uint64_t>(b.num_runnable));
+    Fiber& f = b.fibers[b.runnable[pick]];
+    enter_fiber(b, f);
+    if (b.misuse != Misuse::kNone) {
+      break;
+    }
+    if (f.state == State::kRunnable) {
+      continue;  // a yield point: it stays in the pool
+    }
+    b.runnable[pick] = b.runnable[--b.num_runnable];
+    if (f.state == State::kExited) {
+      ++b.exited;
+      if (b.at_barrier > 0) {
+        scheduler_misuse(b, Misuse::kExitDuringBarrier, f.tid, -1, b.fibers[0].site);
+        for (int t = 0; t < b.num_threads; ++t) {
+          if (b.fibers[t].state == State::kBarrier) {
+            b.misuse_site = b.fibers[t].site;
+            break;
+          }
+        }
+        break;
+      }
+      // a lane that exits while others wait on it in a warp collective
+      for (int l = 0; l < 32; ++l) {
+        const Fiber& g = b.fibers[32 * f.warp + l];
+        if (32 * f.warp + l < b.num_threads && g.state == State::kWarp && (g.mask >> f.lane & 1u)) {
+          scheduler_misuse(b, Misuse::kMaskNamesExitedLane, g.tid, f.lane, g.site);
+          break;
+        }
+      }
+    } else if (f.state == State::kWarp) {
+      try_complete_warp_op(b, f);
+    } else {
+      try_complete_barrier(b);
+    }
+  }
+  for (int t = 0; t < b.num_threads; ++t) {
+    tsan_destroy_fiber(b.fibers[t].tsan);
+  }
+  tsan_acquire(&t_worker_sync);
+  std::free(b.dynamic_shared);
+  t_block = nullptr;
+  g_blocks.fetch_add(1, std::memory_order_relaxed);
+  g_threads.fetch_add(static_cast<uint64_t>(b.num_threads), std::memory_order_relaxed);
+  return b.misuse == Misuse::kNone ? std::string() : describe_misuse(b);
+}
+
+std::string check_launch(const LaunchConfig& c) {
+  std::ostringstream os;
+  const unsigned block[3] = {c.block.x, c.block.y, c.block.z};
+  const unsigned grid[3] = {c.grid.x, c.grid.y, c.grid.z};
+  const char* axis = "xyz";
+  for (int i = 0; i < 3; ++i) {
+    if (block[i] == 0 || block[i] > kMaxBlockDim[i]) {
+      os << "blockDim." << axis[i] << " = " << block[i] << " is outside [1, " << kMaxBlockDim[i] << "]";
+      return os.str();
+    }
+    if (grid[i] == 0 || int64_t(grid[i]) > kMaxGridDim[i]) {
+      os << "gridDim." << axis[i] << " = " << grid[i] << " is outside [1, " << kMaxGridDim[i] << "]";
+      return os.str();
+    }
+  }
+  const int64_t threads = int64_t(block[0]) * block[1] * block[2];
+  if (threads > kMaxThreadsPerBlock) {
+    os << "a block of " << threads << " threads " << dim_str(c.block) << " exceeds " << kMaxThreadsPerBlock;
+    return os.str();
+  }
+  if (c.shared_bytes > kMaxDynamicShared) {
+    os << c.shared_bytes << " bytes of dynamic shared memory exceed the " << kMaxDynamicShared
+       << "-byte limit";
+    return os.str();
+  }
+  const int64_t blocks = int64_t(grid[0]) * grid[1] * grid[2];
+  if (blocks > kMaxEmulatedBlocks) {
+    os << "a grid of " << blocks << " blocks is legal but too large to emulate (limit "
+       << kMaxEmulatedBlocks << "); lower the launch caps (max_grid_dim)";
+    return os.str();
+  }
+  return std::string();
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------- called from kernels
+FRCNN_EMU_NO_TSAN int block_barrier(BarrierKind kind, int predicate, Site site) {
+  Block& b = *t_block;
+  Fiber& f = *t_fiber;
+  if (b.exited > 0) {
+    misuse(Misuse::kBarrierAfterExit, -1, site);
+  }
+  f.state = State::kBarrier;
+  f.barrier = kind;
+  f.bits = static_cast<uint64_t>(predicate != 0);
+  f.site = site;
+  ++b.at_barrier;
+  tsan_release(&b.barrier_sync);
+  leave_fiber(false);
+  tsan_acquire(&b.barrier_sync);
+  return static_cast<int>(f.result);
+}
+
+FRCNN_EMU_NO_TSAN uint64_t warp_collective(
+    WarpOp op, unsigned mask, uint64_t bits, int arg, int width, Site site) {
+  Block& b = *t_block;
+  Fiber& f = *t_fiber;
+  if (width < 1 || width > 32 || (width & (width - 1)) != 0) {
+    misuse(Misuse::kBadWidth, width, site);
+  }
+  if (!(mask >> f.lane & 1u)) {
+    misuse(Misuse::kLaneNotInMask, f.lane, site);
+  }
+  const unsigned absent = mask & ~warp_lanes(b, f.warp);
+  if (absent != 0) {
+    misuse(Misuse::kMaskNamesAbsentLane, __builtin_ctz(absent), site);
+  }
+  const unsigned gone = mask & exited_lanes(b, f.warp);
+  if (gone != 0) {
+    misuse(Misuse::kMaskNamesExitedLane, __builtin_ctz(gone), site);
+  }
+  f.state = State::kWarp;
+  f.op = op;
+  f.mask = mask;
+  f.bits = bits;
+  f.arg = arg;
+  f.width = width;
+  f.site = site;
+  // Only __syncwarp orders memory among its lanes; shuffles and votes exchange values only.
+  if (op == WarpOp::kSyncwarp) {
+    tsan_release(&b.warp_sync[f.warp]);
+  }
+  leave_fiber(false);
+  if (op == WarpOp::kSyncwarp) {
+    tsan_acquire(&b.warp_sync[f.warp]);
+  }
+  return f.result;
+}
+
+// The lanes of the caller's warp that have not exited. On a GPU it is the lanes converged with
+// the caller right now; using it as the mask of a collective inside divergent code therefore
+// names lanes that never arrive, which this emulator reports as a deadlock.
+FRCNN_EMU_NO_TSAN unsigned active_mask() {
+  const Block& b = *t_block;
+  const Fiber& f = *t_fiber;
+  return warp_lanes(b, f.warp) & ~exited_lanes(b, f.warp);
+}
+
+FRCNN_EMU_NO_TSAN void yield_point() {
+  if (t_fiber != nullptr) {
+    leave_fiber(false);
+  }
+}
+
+FRCNN_EMU_NO_TSAN void fence() { yield_point(); }
+
+void* dynamic_shared_memory() { return t_block == nullptr ? nullptr : t_block->dynamic_shared; }
+
+int64_t max_grid_dim() { return next_grid_cap(); }
+
+void run_grid(const LaunchConfig& c, void (*body)(void*), void* context) {
+  const std::string bad = check_launch(c);
+  if (!bad.empty()) {
+    throw std::runtime_error(
+        std::string("emulated CUDA: invalid launch configuration of kernel '") + c.kernel_name + "': " + bad);
+  }
+  g_launches.fetch_add(1);
+  const uint64_t launch_id = next_launch_index();
+  const int64_t num_blocks = int64_t(c.grid.x) * c.grid.y * c.grid.z;
+  // Blocks start in a seeded random order, like a GPU's, which promises no order at all.
+  std::vector<int64_t> order(static_cast<size_t>(num_blocks));
+  for (int64_t i = 0; i < num_blocks; ++i) {
+    order[static_cast<size_t>(i)] = i;
+  }
+  uint64_t rng = config().seed ^ (launch_id * 0xa0761d6478bd642full);
+  for (int64_t i = num_blocks - 1; i > 0; --i) {
+    std::swap(order[static_cast<size_t>(i)], order[static_cast<size_t>(splitmix(rng) % static_cast<uint64_t>(i + 1))]);
+  }
+  std::atomic<int64_t> next{0};
+  std::atomic<bool> failed{false};
+  std::mutex error_mutex;
+  std::string error;
+  auto worker = [&]() {
+    blockDim = c.block;
+    gridDim = c.grid;
+    WorkerState ws;
+    for (;;) {
+      const int64_t i = next.fetch_add(1);
+      if (i >= num_blocks || failed.load()) {
+        break;
+      }
+      std::string e = run_block(c, body, context, order[static_cast<size_t>(i)], launch_id, ws);
+      if (!e.empty()) {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        if (error.empty()) {
+          error = std::move(e);
+        }
+        failed.store(true);
+      }
+    }
+  };
+  const int64_t workers = std::min<int64_t>(std::max<int64_t>(config().workers, 1), num_blocks);
+  if (workers == 1) {
+    const dim3 saved_block = blockDim, saved_grid = gridDim, saved_idx = blockIdx;
+    worker();
+    blockDim = saved_block;
+    gridDim = saved_grid;
+    blockIdx = saved_idx;
+  } else {
+    std::vector<std::thread> threads;
+    for (int64_t w = 0; w < workers; ++w) {
+      threads.emplace_back(worker);
+    }
+    for (auto& t : threads) {
+      t.join();
+    }
+  }
+  if (failed.load()) {
+    throw std::runtime_error("emulated CUDA: " + error);
+  }
+}
+
+Stats stats() {
+  return Stats{g_launches.load(), g_blocks.load(), g_threads.load(), g_switches.load()};
+}
+
+}  // namespace frcnn_emu
