@@ -96,12 +96,20 @@ def test_roi_pool_backward_deterministic(device, layout):
         inp = x.clone().requires_grad_()
         return torch.autograd.grad(frcnn_fast.roi_pool(inp, rois, 7, 1 / 16, deterministic=det), inp, g)[0]
 
+    # deterministic=True on every backend (the CUDA default is the atomic backward), and the
+    # global switch with the flag left at None.
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = grad()
+        one = grad(det=True)
         torch.set_num_threads(2)
-        two, again = grad(), grad(det=True)
+        two = grad(det=True)
+        prev = torch.are_deterministic_algorithms_enabled()
+        torch.use_deterministic_algorithms(True)
+        try:
+            again = grad()
+        finally:
+            torch.use_deterministic_algorithms(prev)
     finally:
         torch.set_num_threads(threads)
     assert one.abs().sum() > 0
