@@ -192,7 +192,7 @@ __global__ void roi_align_backward_deterministic_kernel(
   for (int64_t task = blockIdx.x; task < batch_size * chunks; task += gridDim.x) {
     const int64_t n = task / chunks;
     const int64_t c0 = (task % chunks) * chunk;
-    const int64_t nc = std::min(chunk, channels - c0);
+    const int64_t nc = chunk < channels - c0 ? chunk : channels - c0;
     for (int64_t i = offsets[n]; i < offsets[n + 1]; ++i) {
       const int64_t k = order[i];
       const int64_t l = levels != nullptr ? levels[k] : 0;
@@ -259,12 +259,12 @@ __global__ void roi_align_backward_deterministic_kernel(
             const G gv = static_cast<G>(grad[pooled_offset(
                              channels_last, k, c, ph, pw, channels, pooled_h, pooled_w)]) /
                 r.count;
-            const int64_t iy1 = std::min<int64_t>(shi, (ph + 1) * gh) - ph * gh;
-            for (int64_t iy = std::max<int64_t>(slo, ph * gh) - ph * gh; iy < iy1; ++iy) {
+            const int64_t iy1 = (shi < (ph + 1) * gh ? shi : (ph + 1) * gh) - ph * gh;
+            for (int64_t iy = (slo > ph * gh ? slo : ph * gh) - ph * gh; iy < iy1; ++iy) {
               const AxisSample<G> ys = axis_sample(sample_coord(r.y_start, r.bin_h, ph, iy, gh), height);
               if (!ys.valid || (ys.low != h && ys.high != h)) continue;
-              const int64_t ix1 = std::min<int64_t>(thi, (pw + 1) * gw) - pw * gw;
-              for (int64_t ix = std::max<int64_t>(tlo, pw * gw) - pw * gw; ix < ix1; ++ix) {
+              const int64_t ix1 = (thi < (pw + 1) * gw ? thi : (pw + 1) * gw) - pw * gw;
+              for (int64_t ix = (tlo > pw * gw ? tlo : pw * gw) - pw * gw; ix < ix1; ++ix) {
                 const AxisSample<G> xs =
                     axis_sample(sample_coord(r.x_start, r.bin_w, pw, ix, gw), width);
                 if (!xs.valid || (xs.low != w && xs.high != w)) continue;

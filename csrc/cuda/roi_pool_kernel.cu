@@ -4,7 +4,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <limits>
+#include <cfloat>
 #include <tuple>
 
 #include "../common/roi_math.h"
@@ -47,7 +47,8 @@ __global__ void roi_pool_forward_kernel(
     int64_t height, int64_t width, double scale, int64_t pooled_h, int64_t pooled_w,
     bool channels_last, scalar_t* __restrict__ out, int64_t* __restrict__ argmax) {
   using G = at::opmath_type<scalar_t>;
-  const G lowest = std::numeric_limits<G>::lowest();
+  // -max of G (std::numeric_limits is host-only without --expt-relaxed-constexpr)
+  const G lowest = sizeof(G) == sizeof(double) ? static_cast<G>(-DBL_MAX) : static_cast<G>(-FLT_MAX);
   FRCNN_GRID_STRIDE_LOOP(i, total) {
     int64_t k, c, ph, pw;
     if (channels_last) {
@@ -133,7 +134,7 @@ __global__ void roi_pool_backward_deterministic_kernel(
   for (int64_t task = blockIdx.x; task < batch_size * chunks; task += gridDim.x) {
     const int64_t n = task / chunks;
     const int64_t c0 = (task % chunks) * chunk;
-    const int64_t nc = std::min(chunk, channels - c0);
+    const int64_t nc = chunk < channels - c0 ? chunk : channels - c0;
     for (int64_t i = offsets[n]; i < offsets[n + 1]; ++i) {
       const int64_t k = order[i];
       for (int64_t it = threadIdx.x; it < nc * bins; it += blockDim.x) {
