@@ -34,6 +34,9 @@ from .ops.boxes import (
     remove_small_boxes,
 )
 from .ops.nms import batched_nms, batched_nms_padded, nms, nms_padded
+from .ops.poolers import MultiScaleRoIAlign
+from .ops.roi_align import RoIAlign, multilevel_roi_align, roi_align
+from .ops.roi_pool import RoIPool, roi_pool
 
 
 def build_info():
@@ -52,6 +55,9 @@ def build_info():
 __all__ = [
     "AnchorGenerator",
     "BOX_FORMATS",
+    "MultiScaleRoIAlign",
+    "RoIAlign",
+    "RoIPool",
     "anchors_inside",
     "base_anchors",
     "batched_nms",
@@ -68,6 +74,9 @@ __all__ = [
     "generate_anchors_multilevel",
     "nms",
     "nms_padded",
+    "multilevel_roi_align",
     "reference",
     "remove_small_boxes",
+    "roi_align",
+    "roi_pool",
 ]

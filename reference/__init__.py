@@ -17,6 +17,8 @@ from .boxes import (
     remove_small_boxes,
 )
 from .nms import batched_nms, batched_nms_padded, nms, nms_padded
+from .roi_align import fpn_levels, fpn_scale, multilevel_roi_align, multilevel_roi_align_backward, roi_align, roi_align_backward
+from .roi_pool import roi_pool, roi_pool_backward, roi_pool_with_argmax
 
 __all__ = [
     "BOX_FORMATS",
@@ -35,5 +37,14 @@ __all__ = [
     "generate_anchors_multilevel",
     "nms",
     "nms_padded",
+    "fpn_levels",
+    "fpn_scale",
+    "multilevel_roi_align",
+    "multilevel_roi_align_backward",
     "remove_small_boxes",
+    "roi_align",
+    "roi_align_backward",
+    "roi_pool",
+    "roi_pool_backward",
+    "roi_pool_with_argmax",
 ]

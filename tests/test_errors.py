@@ -19,6 +19,8 @@ def boxes(n=3, cols=4, dtype=f32, device="cpu"):
 
 
 ok = boxes()
+FMAP = torch.randn(2, 3, 8, 8)
+ROIS = torch.tensor([[1.0, 0.0, 0.0, 4.0, 4.0]])
 W = (1.0, 1.0, 1.0, 1.0)
 sc = torch.tensor([0.3, 0.2, 0.1])
 gi = torch.tensor([0, 1, 0])
@@ -144,6 +146,80 @@ CASES = [
         "op grid_anchors size overflow",
         lambda: torch.ops.frcnn_fast.grid_anchors(torch.zeros(1, 4), 274177, 67280421310721, 1.0, 1.0, 0.0),
         "height",
+    ),
+    # --- roi_pool / roi_align / MultiScaleRoIAlign
+    *[
+        (f"{name} {what}", (lambda fn=fn, args=args: fn(*args)), pattern)
+        for name, fn in (("roi_pool", frcnn_fast.roi_pool), ("roi_align", frcnn_fast.roi_align))
+        for what, args, pattern in (
+            ("boxes [K,4]", (FMAP, boxes(cols=4), 2), "boxes"),
+            ("boxes 1-D", (FMAP, torch.zeros(5), 2), "boxes"),
+            ("boxes list of [K,5]", (FMAP, [boxes(cols=5)], 2), r"boxes\[0\]"),
+            ("boxes list dtype mismatch", (FMAP, [boxes(), boxes().double()], 2), r"boxes\[1\]"),
+            ("boxes empty list", (FMAP, [], 2), "boxes"),
+            ("boxes not a tensor", (FMAP, ((0, 1, 1, 2, 2),), 2), "boxes"),
+            ("batch index negative", (FMAP, torch.tensor([[-1.0, 0, 0, 4, 4]]), 2), "batch index"),
+            ("batch index too large", (FMAP, torch.tensor([[2.0, 0, 0, 4, 4]]), 2), "batch index"),
+            ("batch index huge", (FMAP, torch.tensor([[1e20, 0, 0, 4, 4]]), 2), "batch index"),
+            ("batch index fractional", (FMAP, torch.tensor([[0.5, 0, 0, 4, 4]]), 2), "batch index"),
+            ("batch index nan", (FMAP, torch.tensor([[math.nan, 0, 0, 4, 4]]), 2), "batch index"),
+            ("list longer than batch", (FMAP, [boxes()] * 3, 2), "batch index"),
+            ("input 3-D", (FMAP[0], ROIS, 2), "input"),
+            ("input int", (FMAP.long(), ROIS, 2), "input"),
+            ("dtype mismatch", (FMAP.double(), ROIS, 2), "input|boxes"),
+            ("output_size 0", (FMAP, ROIS, 0), "output_size"),
+            ("output_size negative", (FMAP, ROIS, (2, -1)), "output_size"),
+            ("output_size of 3", (FMAP, ROIS, (2, 2, 2)), "output_size"),
+            ("spatial_scale 0", (FMAP, ROIS, 2, 0.0), "spatial_scale"),
+            ("spatial_scale negative", (FMAP, ROIS, 2, -0.5), "spatial_scale"),
+            ("spatial_scale inf", (FMAP, ROIS, 2, math.inf), "spatial_scale"),
+            ("spatial_scale nan", (FMAP, ROIS, 2, math.nan), "spatial_scale"),
+        )
+    ],
+    ("roi_align sampling_ratio float", lambda: frcnn_fast.roi_align(FMAP, ROIS, 2, 1.0, 1.5), "sampling_ratio"),
+    ("op roi_align batch index", lambda: torch.ops.frcnn_fast.roi_align(FMAP, torch.tensor([[7.0, 0, 0, 4, 4]]), 1.0, 2, 2, -1, False, False), "batch index"),
+    ("op roi_align output_size", lambda: torch.ops.frcnn_fast.roi_align(FMAP, ROIS, 1.0, 0, 2, -1, False, False), "output_size"),
+    ("op roi_align spatial_scale", lambda: torch.ops.frcnn_fast.roi_align(FMAP, ROIS, math.nan, 2, 2, -1, False, False), "spatial_scale"),
+    ("op roi_pool boxes [K,4]", lambda: torch.ops.frcnn_fast.roi_pool(FMAP, boxes(), 1.0, 2, 2, False), "boxes"),
+    (
+        "op roi_pool_backward bad argmax",
+        lambda: torch.ops.frcnn_fast._roi_pool_backward(torch.ones(1, 3, 1, 1), ROIS, torch.full((1, 3, 1, 1), 10**6), 2, 3, 8, 8, False, False),
+        "argmax",
+    ),
+    (
+        "op roi_align_backward batch index",
+        lambda: torch.ops.frcnn_fast._roi_align_backward(torch.ones(1, 3, 2, 2), torch.tensor([[5.0, 0, 0, 4, 4]]), 1.0, 2, 2, 2, 3, 8, 8, -1, False, False, False),
+        "batch index",
+    ),
+    (
+        "op multilevel level out of range",
+        lambda: torch.ops.frcnn_fast.multilevel_roi_align([FMAP, FMAP[:, :, :4, :4]], ROIS, torch.tensor([2]), [1.0, 0.5], 2, 2, -1, False, False),
+        "levels",
+    ),
+    (
+        "op multilevel levels int32",
+        lambda: torch.ops.frcnn_fast.multilevel_roi_align([FMAP], ROIS, torch.tensor([0], dtype=torch.int32), [1.0], 2, 2, -1, False, False),
+        "levels",
+    ),
+    (
+        "op multilevel scales count",
+        lambda: torch.ops.frcnn_fast.multilevel_roi_align([FMAP, FMAP], ROIS, torch.tensor([0]), [1.0], 2, 2, -1, False, False),
+        "spatial_scales",
+    ),
+    (
+        "op multilevel channel mismatch",
+        lambda: torch.ops.frcnn_fast.multilevel_roi_align([FMAP, FMAP[:, :2]], ROIS, torch.tensor([0]), [1.0, 1.0], 2, 2, -1, False, False),
+        "inputs",
+    ),
+    (
+        "multiscale missing featmap",
+        lambda: frcnn_fast.MultiScaleRoIAlign(["p9"], 2, 2)({"p2": FMAP}, [boxes()], [(32, 32)]),
+        "featmap_names",
+    ),
+    (
+        "multiscale boxes tensor",
+        lambda: frcnn_fast.MultiScaleRoIAlign(["p2"], 2, 2)({"p2": FMAP}, ROIS, [(32, 32)]),
+        "boxes",
     ),
 ]
 

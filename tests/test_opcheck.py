@@ -23,6 +23,12 @@ OPS = (
     "batched_nms",
     "nms_padded",
     "batched_nms_padded",
+    "roi_pool",
+    "_roi_pool_backward",
+    "roi_align",
+    "_roi_align_backward",
+    "multilevel_roi_align",
+    "_multilevel_roi_align_backward",
 )
 
 
@@ -92,7 +98,62 @@ def samples(name, device):
         if name == "nms_padded":
             return [(bx, sc, t, 8) for bx, sc, t in plain] + [(b(25), s(25), 0.5, 50, 0.3)]
         return [(bx, sc, g(len(bx)), t, 8) for bx, sc, t in plain] + [(b(25), s(25), g(25), 0.5, 50, 0.3)]
+    if name.lstrip("_").startswith(("roi_", "multilevel")):
+        return _roi_samples(name, device)
     raise AssertionError(name)
+
+
+def _rois(k, n, dtype, device, seed):
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(-4, 40, size=(k, 2))
+    r = np.concatenate([rng.integers(0, n, (k, 1)), xy, xy + rng.uniform(0, 30, (k, 2))], 1)
+    return torch.as_tensor(r).to(dtype=dtype, device=device)
+
+
+def _roi_samples(name, device):
+    """Forward samples (contiguous, channels-last, strided, half, empty); backward samples are
+    built from real forward outputs so that argmax holds valid cells."""
+    f32, f64, bf16 = torch.float32, torch.float64, torch.bfloat16
+
+    def fmap(n, c, h, w, dtype=f32, layout=None, seed=0):
+        t = torch.as_tensor(np.random.default_rng(seed).normal(size=(n, c, h, w))).to(dtype=dtype, device=device)
+        if layout == "cl":
+            t = t.contiguous(memory_format=torch.channels_last)
+        elif layout == "strided":
+            t = t[:, :, :, ::2]
+        return t
+
+    fwd = [
+        (fmap(2, 3, 9, 11), _rois(6, 2, f32, device, 0), 0.5, 2, 3),
+        (fmap(2, 5, 8, 8, f64, "cl"), _rois(4, 2, f64, device, 1), 0.25, 3, 3),
+        (fmap(1, 2, 7, 12, f32, "strided"), _rois(3, 1, f32, device, 2), 1.0, 2, 2),
+        (fmap(2, 3, 6, 6, bf16), _rois(4, 2, bf16, device, 3), 0.5, 2, 2),
+        (fmap(2, 3, 6, 6), _rois(0, 2, f32, device, 4), 0.5, 2, 2),
+    ]
+    levels = lambda k, seed: torch.as_tensor(np.random.default_rng(seed).integers(0, 2, k), device=device)  # noqa: E731
+    if name == "roi_pool":
+        return [(*a, i % 2 == 0) for i, a in enumerate(fwd)]
+    if name == "roi_align":
+        return [(*a, sr, al, False) for a, sr, al in zip(fwd, (-1, 2, 0, 1, -1), (False, True, True, False, False))]
+    if name == "multilevel_roi_align":
+        return [
+            ([x, x[:, :, ::2, ::2]], r, levels(len(r), i), [s, s / 2], ph, pw, 2, bool(i % 2), True)
+            for i, (x, r, s, ph, pw) in enumerate(fwd)
+        ]
+    out = []
+    for x, r, s, ph, pw in fwd:
+        n, c, h, w = x.shape
+        cl = (not x.is_contiguous()) and x.is_contiguous(memory_format=torch.channels_last)
+        g = torch.randn(r.shape[0], c, ph, pw, device=device).to(x.dtype)
+        if name == "_roi_pool_backward":
+            _, argmax = torch.ops.frcnn_fast.roi_pool(x, r, s, ph, pw, False)
+            out.append((g, r, argmax, n, c, h, w, cl, True))
+        elif name == "_roi_align_backward":
+            out.append((g, r, s, ph, pw, n, c, h, w, -1, False, cl, False))
+        else:
+            lv = levels(r.shape[0], 7)
+            out.append((g, r, lv, [s, s / 2], ph, pw, n, c, [h, (h + 1) // 2], [w, (w + 1) // 2], 2, True, cl, True))
+    return out
 
 
 @pytest.mark.parametrize("device", REAL_DEVICES)
@@ -100,6 +161,11 @@ def samples(name, device):
 def test_opcheck(name, device):
     op = getattr(torch.ops.frcnn_fast, name).default
     for args in samples(name, device):
+        if name in ("roi_pool", "roi_align", "multilevel_roi_align"):
+            # exercise the registered autograd formula: gradients w.r.t. the feature maps
+            maps = args[0] if isinstance(args[0], list) else [args[0]]
+            for m in maps:
+                m.requires_grad_(m.is_floating_point())
         # remove_small_boxes has a data-dependent output size: its fake kernel allocates it with
         # ctx.new_dynamic_size(); opcheck's default utilities handle that, so nothing is excluded.
         torch.library.opcheck(op, args)
@@ -121,6 +187,12 @@ def test_all_ops_registered():
         "batched_nms": "batched_nms(Tensor boxes, Tensor scores, Tensor idxs, float iou_threshold) -> Tensor",
         "nms_padded": "nms_padded(Tensor boxes, Tensor scores, float iou_threshold, int max_output, float? score_threshold=None) -> (Tensor, Tensor)",
         "batched_nms_padded": "batched_nms_padded(Tensor boxes, Tensor scores, Tensor idxs, float iou_threshold, int max_output, float? score_threshold=None) -> (Tensor, Tensor)",
+        "roi_pool": "roi_pool(Tensor input, Tensor boxes, float spatial_scale, SymInt pooled_height, SymInt pooled_width, bool deterministic) -> (Tensor, Tensor)",
+        "_roi_pool_backward": "_roi_pool_backward(Tensor grad, Tensor boxes, Tensor argmax, SymInt batch_size, SymInt channels, SymInt height, SymInt width, bool channels_last, bool deterministic) -> Tensor",
+        "roi_align": "roi_align(Tensor input, Tensor boxes, float spatial_scale, SymInt pooled_height, SymInt pooled_width, int sampling_ratio, bool aligned, bool deterministic) -> Tensor",
+        "_roi_align_backward": "_roi_align_backward(Tensor grad, Tensor boxes, float spatial_scale, SymInt pooled_height, SymInt pooled_width, SymInt batch_size, SymInt channels, SymInt height, SymInt width, int sampling_ratio, bool aligned, bool channels_last, bool deterministic) -> Tensor",
+        "multilevel_roi_align": "multilevel_roi_align(Tensor[] inputs, Tensor boxes, Tensor levels, float[] spatial_scales, SymInt pooled_height, SymInt pooled_width, int sampling_ratio, bool aligned, bool deterministic) -> Tensor",
+        "_multilevel_roi_align_backward": "_multilevel_roi_align_backward(Tensor grad, Tensor boxes, Tensor levels, float[] spatial_scales, SymInt pooled_height, SymInt pooled_width, SymInt batch_size, SymInt channels, SymInt[] heights, SymInt[] widths, int sampling_ratio, bool aligned, bool channels_last, bool deterministic) -> Tensor[]",
     }
     assert set(expected) == set(OPS)
     for name, schema in expected.items():

@@ -1,8 +1,14 @@
 from .box_coding import decode_boxes, encode_boxes
 from .boxes import box_area, box_convert, box_iou, box_iou_aligned, clip_boxes, remove_small_boxes
 from .nms import batched_nms, batched_nms_padded, nms, nms_padded
+from .poolers import MultiScaleRoIAlign
+from .roi_align import RoIAlign, multilevel_roi_align, roi_align
+from .roi_pool import RoIPool, roi_pool
 
 __all__ = [
+    "MultiScaleRoIAlign",
+    "RoIAlign",
+    "RoIPool",
     "batched_nms",
     "batched_nms_padded",
     "box_area",
@@ -12,7 +18,10 @@ __all__ = [
     "clip_boxes",
     "decode_boxes",
     "encode_boxes",
+    "multilevel_roi_align",
     "nms",
     "nms_padded",
     "remove_small_boxes",
+    "roi_align",
+    "roi_pool",
 ]

@@ -1,0 +1,345 @@
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <vector>
+
+#include "../common/roi_math.h"
+#include "../roi_align.h"
+#include "../roi_checks.h"
+#include "roi_index.h"
+
+// RoIAlign on the CPU. Every kernel first turns a RoI into a table of bilinear samples
+// (four cell offsets and four weights each, grouped by bin); the table depends only on the
+// RoI's geometry, so it is built once per RoI and applied to many channels.
+//
+// Forward: RoIs are split across threads; each writes only its own output rows.
+// Backward: threads own (image, block of channels) gradient planes and visit that image's
+// RoIs in index order. No two threads write the same element and each element sums its
+// contributions in one fixed order, so the result is the same bits for any thread count and
+// run, without atomics or per-RoI gradient buffers.
+//
+// NCHW inputs walk one channel plane at a time; channels-last inputs (NHWC) apply each
+// sample to a contiguous run of channels, a loop that vectorises.
+
+namespace frcnn_fast {
+namespace {
+
+// One feature map: the pooled levels of a multi-level call, or the single input.
+struct Level {
+  int64_t height, width;
+  double scale;
+};
+
+template <typename G>
+struct SampleTable {
+  std::vector<int64_t> offset;  // 4 per sample: cell y * W + x of each neighbour
+  std::vector<G> weight;        // 4 per sample
+  std::vector<int64_t> bin_end;  // samples of bin b: [bin_end[b-1], bin_end[b])
+  std::vector<AxisSample<G>> ys, xs;
+  G count = G(1);
+
+  int64_t begin(int64_t bin) const { return bin == 0 ? 0 : bin_end[bin - 1]; }
+};
+
+// Samples of RoI `coords` (x1, y1, x2, y2) on a map of `lv`'s size. Invalid samples are left
+// out (they contribute 0); `count` still includes them, as in torchvision.
+template <typename G, typename scalar_t>
+void build_table(
+    const scalar_t* coords, const Level& lv, int64_t pooled_h, int64_t pooled_w,
+    int64_t sampling_ratio, bool aligned, SampleTable<G>& t) {
+  const AlignRoi<G> r = align_roi<G>(
+      static_cast<G>(coords[0]), static_cast<G>(coords[1]), static_cast<G>(coords[2]),
+      static_cast<G>(coords[3]), static_cast<G>(lv.scale), pooled_h, pooled_w, sampling_ratio,
+      aligned);
+  t.count = r.count;
+  t.ys.resize(pooled_h * r.grid_h);
+  t.xs.resize(pooled_w * r.grid_w);
+  for (int64_t p = 0; p < pooled_h; ++p)
+    for (int64_t i = 0; i < r.grid_h; ++i)
+      t.ys[p * r.grid_h + i] =
+          axis_sample(sample_coord(r.y_start, r.bin_h, p, i, r.grid_h), lv.height);
+  for (int64_t p = 0; p < pooled_w; ++p)
+    for (int64_t i = 0; i < r.grid_w; ++i)
+      t.xs[p * r.grid_w + i] =
+          axis_sample(sample_coord(r.x_start, r.bin_w, p, i, r.grid_w), lv.width);
+  t.offset.clear();
+  t.weight.clear();
+  t.bin_end.resize(pooled_h * pooled_w);
+  const int64_t w = lv.width;
+  for (int64_t ph = 0; ph < pooled_h; ++ph) {
+    for (int64_t pw = 0; pw < pooled_w; ++pw) {
+      for (int64_t iy = 0; iy < r.grid_h; ++iy) {
+        const AxisSample<G>& y = t.ys[ph * r.grid_h + iy];
+        if (!y.valid) continue;
+        for (int64_t ix = 0; ix < r.grid_w; ++ix) {
+          const AxisSample<G>& x = t.xs[pw * r.grid_w + ix];
+          if (!x.valid) continue;
+          t.offset.insert(
+              t.offset.end(),
+              {y.low * w + x.low, y.low * w + x.high, y.high * w + x.low, y.high * w + x.high});
+          t.weight.insert(
+              t.weight.end(),
+              {y.w_low * x.w_low, y.w_low * x.w_high, y.w_high * x.w_low, y.w_high * x.w_high});
+        }
+      }
+      t.bin_end[ph * pooled_w + pw] = static_cast<int64_t>(t.offset.size() / 4);
+    }
+  }
+}
+
+struct Geometry {
+  int64_t batch, channels, pooled_h, pooled_w, sampling_ratio;
+  bool aligned;
+};
+
+template <typename scalar_t>
+void forward(
+    const std::vector<const scalar_t*>& maps, const std::vector<Level>& levels_info,
+    const scalar_t* boxes, const std::vector<int64_t>& batch_index,
+    const std::vector<int64_t>& level_of, const Geometry& g, bool channels_last,
+    scalar_t* out) {
+  using G = at::opmath_type<scalar_t>;
+  const int64_t k_total = static_cast<int64_t>(batch_index.size());
+  const int64_t c_n = g.channels;
+  const int64_t bins = g.pooled_h * g.pooled_w;
+  at::parallel_for(0, k_total, 1, [&](int64_t k0, int64_t k1) {
+    SampleTable<G> t;
+    std::vector<G> acc(channels_last ? c_n : 0);
+    for (int64_t k = k0; k < k1; ++k) {
+      const int64_t l = level_of.empty() ? 0 : level_of[k];
+      const Level& lv = levels_info[l];
+      build_table(boxes + 5 * k + 1, lv, g.pooled_h, g.pooled_w, g.sampling_ratio, g.aligned, t);
+      const int64_t plane = lv.height * lv.width;
+      const scalar_t* image = maps[l] + batch_index[k] * c_n * plane;
+      const int64_t* off = t.offset.data();
+      const G* wt = t.weight.data();
+      if (!channels_last) {
+        for (int64_t c = 0; c < c_n; ++c) {
+          const scalar_t* x = image + c * plane;
+          scalar_t* o = out + (k * c_n + c) * bins;
+          for (int64_t b = 0; b < bins; ++b) {
+            G sum = G(0);
+            for (int64_t s = t.begin(b); s < t.bin_end[b]; ++s) {
+              const int64_t* q = off + 4 * s;
+              const G* w = wt + 4 * s;
+              sum += w[0] * static_cast<G>(x[q[0]]) + w[1] * static_cast<G>(x[q[1]]) +
+                  w[2] * static_cast<G>(x[q[2]]) + w[3] * static_cast<G>(x[q[3]]);
+            }
+            o[b] = static_cast<scalar_t>(sum / t.count);
+          }
+        }
+      } else {
+        G* __restrict a = acc.data();
+        for (int64_t b = 0; b < bins; ++b) {
+          for (int64_t c = 0; c < c_n; ++c) a[c] = G(0);
+          for (int64_t s = t.begin(b); s < t.bin_end[b]; ++s) {
+            for (int j = 0; j < 4; ++j) {
+              const scalar_t* __restrict x = image + off[4 * s + j] * c_n;
+              const G w = wt[4 * s + j];
+              for (int64_t c = 0; c < c_n; ++c) a[c] += w * static_cast<G>(x[c]);
+            }
+          }
+          scalar_t* __restrict o = out + (k * bins + b) * c_n;
+          for (int64_t c = 0; c < c_n; ++c) o[c] = static_cast<scalar_t>(a[c] / t.count);
+        }
+      }
+    }
+  });
+}
+
+// grads[l] (accumulation type, zeroed, in the input's layout) += the RoIs' contributions.
+template <typename scalar_t>
+void backward(
+    const scalar_t* grad, const std::vector<at::opmath_type<scalar_t>*>& grads,
+    const std::vector<Level>& levels_info, const scalar_t* boxes,
+    const std::vector<int64_t>& batch_index, const std::vector<int64_t>& level_of,
+    const Geometry& g, bool channels_last) {
+  using G = at::opmath_type<scalar_t>;
+  const int64_t c_n = g.channels;
+  const int64_t bins = g.pooled_h * g.pooled_w;
+  const RoisByImage by_image = group_by_image(batch_index, g.batch);
+  const int64_t block = channel_block(c_n, g.batch);
+  const int64_t blocks = (c_n + block - 1) / block;
+  at::parallel_for(0, g.batch * blocks, 1, [&](int64_t t0, int64_t t1) {
+    SampleTable<G> t;
+    std::vector<G> gbin(block);
+    for (int64_t task = t0; task < t1; ++task) {
+      const int64_t n = task / blocks;
+      const int64_t c0 = (task % blocks) * block;
+      const int64_t c1 = c0 + block < c_n ? c0 + block : c_n;
+      for (int64_t i = by_image.offsets[n]; i < by_image.offsets[n + 1]; ++i) {
+        const int64_t k = by_image.order[i];
+        const int64_t l = level_of.empty() ? 0 : level_of[k];
+        const Level& lv = levels_info[l];
+        build_table(boxes + 5 * k + 1, lv, g.pooled_h, g.pooled_w, g.sampling_ratio, g.aligned, t);
+        const int64_t plane = lv.height * lv.width;
+        G* image = grads[l] + n * c_n * plane;
+        const int64_t* off = t.offset.data();
+        const G* wt = t.weight.data();
+        if (!channels_last) {
+          for (int64_t c = c0; c < c1; ++c) {
+            G* x = image + c * plane;
+            const scalar_t* gk = grad + (k * c_n + c) * bins;
+            for (int64_t b = 0; b < bins; ++b) {
+              const G gv = static_cast<G>(gk[b]) / t.count;
+              for (int64_t s = t.begin(b); s < t.bin_end[b]; ++s) {
+                const int64_t* q = off + 4 * s;
+                const G* w = wt + 4 * s;
+                x[q[0]] += w[0] * gv;
+                x[q[1]] += w[1] * gv;
+                x[q[2]] += w[2] * gv;
+                x[q[3]] += w[3] * gv;
+              }
+            }
+          }
+        } else {
+          const int64_t width = c1 - c0;
+          G* __restrict gb = gbin.data();
+          for (int64_t b = 0; b < bins; ++b) {
+            const scalar_t* gk = grad + (k * bins + b) * c_n + c0;
+            for (int64_t c = 0; c < width; ++c) gb[c] = static_cast<G>(gk[c]) / t.count;
+            for (int64_t s = t.begin(b); s < t.bin_end[b]; ++s) {
+              for (int j = 0; j < 4; ++j) {
+                G* __restrict x = image + off[4 * s + j] * c_n + c0;
+                const G w = wt[4 * s + j];
+                for (int64_t c = 0; c < width; ++c) x[c] += w * gb[c];
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+at::MemoryFormat format_of(bool channels_last) {
+  return channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+}
+
+at::Tensor multilevel_forward(
+    at::TensorList inputs_in, const at::Tensor& boxes_in, const at::Tensor& levels,
+    c10::ArrayRef<double> scales, int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio,
+    bool aligned) {
+  const bool nhwc = use_channels_last(inputs_in[0]);
+  std::vector<at::Tensor> inputs;
+  std::vector<Level> info;
+  for (size_t l = 0; l < inputs_in.size(); ++l) {
+    inputs.push_back(inputs_in[l].contiguous(format_of(nhwc)));
+    info.push_back({inputs_in[l].size(2), inputs_in[l].size(3), scales[l]});
+  }
+  const at::Tensor boxes = boxes_in.contiguous();
+  const int64_t n = inputs[0].size(0), c = inputs[0].size(1), k = boxes.size(0);
+  const std::vector<int64_t> batch = roi_batch_indices(boxes, n);
+  const std::vector<int64_t> level_of = roi_levels(levels, static_cast<int64_t>(inputs.size()));
+  at::Tensor out = at::empty(
+      {k, c, pooled_h, pooled_w}, inputs[0].options().memory_format(format_of(nhwc)));
+  if (out.numel() == 0) return out;
+  const Geometry g{n, c, pooled_h, pooled_w, sampling_ratio, aligned};
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, boxes.scalar_type(), "roi_align_cpu", [&] {
+        std::vector<const scalar_t*> maps;
+        for (const auto& x : inputs) maps.push_back(x.const_data_ptr<scalar_t>());
+        forward(
+            maps, info, boxes.const_data_ptr<scalar_t>(), batch, level_of, g, nhwc,
+            out.mutable_data_ptr<scalar_t>());
+      });
+  return out;
+}
+
+std::vector<at::Tensor> multilevel_backward(
+    const at::Tensor& grad_in, const at::Tensor& boxes_in, const at::Tensor& levels,
+    c10::ArrayRef<double> scales, int64_t pooled_h, int64_t pooled_w, int64_t batch_size,
+    int64_t channels, c10::ArrayRef<int64_t> heights, c10::ArrayRef<int64_t> widths,
+    int64_t sampling_ratio, bool aligned, bool channels_last) {
+  TORCH_CHECK(
+      heights.size() == scales.size() && widths.size() == scales.size() && !scales.empty(),
+      "heights, widths and spatial_scales must have one entry per level, got ", heights.size(),
+      ", ", widths.size(), " and ", scales.size());
+  check_roi_align_backward_inputs(grad_in, boxes_in, pooled_h, pooled_w, batch_size, channels);
+  std::vector<Level> info;
+  for (size_t l = 0; l < scales.size(); ++l) {
+    check_input_shape(batch_size, channels, heights[l], widths[l]);
+    check_spatial_scale(scales[l], "spatial_scales");
+    info.push_back({heights[l], widths[l], scales[l]});
+  }
+  const at::Tensor boxes = boxes_in.contiguous();
+  const at::Tensor grad = grad_in.contiguous(format_of(channels_last));
+  const std::vector<int64_t> batch = roi_batch_indices(boxes, batch_size);
+  const std::vector<int64_t> level_of = roi_levels(levels, static_cast<int64_t>(scales.size()));
+  const auto dtype = grad.scalar_type();
+  const bool half = dtype == at::kHalf || dtype == at::kBFloat16;
+  // Half types sum in float32 and round once at the end.
+  // at::empty honours the memory format (at::zeros does not).
+  const auto acc_options =
+      grad.options().dtype(half ? at::kFloat : dtype).memory_format(format_of(channels_last));
+  std::vector<at::Tensor> acc;
+  for (size_t l = 0; l < scales.size(); ++l)
+    acc.push_back(at::empty({batch_size, channels, heights[l], widths[l]}, acc_options).zero_());
+  if (grad.numel() > 0) {
+    const Geometry g{batch_size, channels, pooled_h, pooled_w, sampling_ratio, aligned};
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "roi_align_backward_cpu", [&] {
+      using G = at::opmath_type<scalar_t>;
+      std::vector<G*> ptrs;
+      for (auto& a : acc) ptrs.push_back(a.mutable_data_ptr<G>());
+      backward(
+          grad.const_data_ptr<scalar_t>(), ptrs, info, boxes.const_data_ptr<scalar_t>(), batch,
+          level_of, g, channels_last);
+    });
+  }
+  if (half) {
+    for (auto& a : acc) a = a.to(dtype);
+  }
+  return acc;
+}
+
+at::Tensor roi_align_cpu(
+    const at::Tensor& input, const at::Tensor& boxes, double spatial_scale, int64_t pooled_h,
+    int64_t pooled_w, int64_t sampling_ratio, bool aligned, bool /*deterministic*/) {
+  check_roi_align_inputs(input, boxes, spatial_scale, pooled_h, pooled_w);
+  return multilevel_forward(
+      {input}, boxes, at::Tensor(), {spatial_scale}, pooled_h, pooled_w, sampling_ratio, aligned);
+}
+
+at::Tensor roi_align_backward_cpu(
+    const at::Tensor& grad, const at::Tensor& boxes, double spatial_scale, int64_t pooled_h,
+    int64_t pooled_w, int64_t batch_size, int64_t channels, int64_t height, int64_t width,
+    int64_t sampling_ratio, bool aligned, bool channels_last, bool /*deterministic*/) {
+  // Always deterministic on the CPU (see the top of this file).
+  return multilevel_backward(
+      grad, boxes, at::Tensor(), {spatial_scale}, pooled_h, pooled_w, batch_size, channels,
+      {height}, {width}, sampling_ratio, aligned, channels_last)[0];
+}
+
+at::Tensor multilevel_roi_align_cpu(
+    at::TensorList inputs, const at::Tensor& boxes, const at::Tensor& levels,
+    c10::ArrayRef<double> spatial_scales, int64_t pooled_h, int64_t pooled_w,
+    int64_t sampling_ratio, bool aligned, bool /*deterministic*/) {
+  check_multilevel_roi_align_inputs(inputs, boxes, levels, spatial_scales, pooled_h, pooled_w);
+  return multilevel_forward(
+      inputs, boxes, levels, spatial_scales, pooled_h, pooled_w, sampling_ratio, aligned);
+}
+
+std::vector<at::Tensor> multilevel_roi_align_backward_cpu(
+    const at::Tensor& grad, const at::Tensor& boxes, const at::Tensor& levels,
+    c10::ArrayRef<double> spatial_scales, int64_t pooled_h, int64_t pooled_w, int64_t batch_size,
+    int64_t channels, c10::ArrayRef<int64_t> heights, c10::ArrayRef<int64_t> widths,
+    int64_t sampling_ratio, bool aligned, bool channels_last, bool /*deterministic*/) {
+  check_levels(levels, boxes, static_cast<int64_t>(spatial_scales.size()));
+  return multilevel_backward(
+      grad, boxes, levels, spatial_scales, pooled_h, pooled_w, batch_size, channels, heights,
+      widths, sampling_ratio, aligned, channels_last);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(frcnn_fast, CPU, m) {
+  m.impl("roi_align", &roi_align_cpu);
+  m.impl("_roi_align_backward", &roi_align_backward_cpu);
+  m.impl("multilevel_roi_align", &multilevel_roi_align_cpu);
+  m.impl("_multilevel_roi_align_backward", &multilevel_roi_align_backward_cpu);
+}
+
+}  // namespace frcnn_fast

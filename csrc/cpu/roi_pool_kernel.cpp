@@ -1,0 +1,248 @@
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cstdint>
+#include <limits>
+#include <tuple>
+#include <vector>
+
+#include "../common/roi_math.h"
+#include "../roi_checks.h"
+#include "../roi_pool.h"
+#include "roi_index.h"
+
+// RoI max pooling on the CPU. Forward splits RoIs across threads and always runs on a
+// channels-last view (an NCHW input is copied once): a running max per channel over each bin's
+// cells is a loop over contiguous channels that vectorises, several times faster than scanning
+// each channel plane's cells with a data-dependent branch (torchvision's loop). Backward routes
+// each bin's gradient to its argmax cell; threads own (image, block of channels) gradient planes
+// and visit the image's RoIs in index order, so sums are the same bits for any thread count.
+
+namespace frcnn_fast {
+namespace {
+
+at::MemoryFormat format_of(bool channels_last) {
+  return channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+}
+
+struct Bin {
+  int64_t h0, h1, w0, w1;
+};
+
+// Cell ranges of every bin of RoI `coords`; a RoI with a non-finite coordinate gets empty bins.
+template <typename G, typename scalar_t>
+void pool_bins(
+    const scalar_t* coords, double scale, int64_t pooled_h, int64_t pooled_w, int64_t height,
+    int64_t width, std::vector<Bin>& bins) {
+  const PoolRoi r = pool_roi<G>(
+      static_cast<G>(coords[0]), static_cast<G>(coords[1]), static_cast<G>(coords[2]),
+      static_cast<G>(coords[3]), static_cast<G>(scale));
+  bins.resize(pooled_h * pooled_w);
+  for (int64_t ph = 0; ph < pooled_h; ++ph) {
+    const CellRange y = pool_bin<G>(ph, pooled_h, r.y_start, r.height, height);
+    for (int64_t pw = 0; pw < pooled_w; ++pw) {
+      const CellRange x = pool_bin<G>(pw, pooled_w, r.x_start, r.width, width);
+      bins[ph * pooled_w + pw] =
+          r.valid ? Bin{y.begin, y.end, x.begin, x.end} : Bin{0, 0, 0, 0};
+    }
+  }
+}
+
+// Forward over a channels-last (NHWC) image: for each bin, a running max per channel over the
+// bin's cells, the loop over contiguous channels vectorises (the cell index is kept as Index --
+// int32 whenever H*W fits -- so the compare mask of the float values selects it directly, lane
+// for lane; an int64 index would need widening and keeps GCC from vectorising on baseline
+// x86-64). Output is written NHWC, or NCHW (`nchw_out`) through a per-RoI transpose buffer, so
+// an NCHW input runs this kernel on a one-off channels-last copy.
+template <typename scalar_t, typename Index>
+void forward_nhwc(
+    const scalar_t* input, const scalar_t* boxes, const std::vector<int64_t>& batch_index,
+    int64_t c_n, int64_t height, int64_t width, double scale, int64_t pooled_h,
+    int64_t pooled_w, bool nchw_out, scalar_t* out, int64_t* argmax) {
+  using G = at::opmath_type<scalar_t>;
+  // Start of every max, as in Caffe/torchvision: a bin whose values are all NaN or -inf
+  // reports this value with argmax -1 (and so passes no gradient).
+  const G lowest = std::numeric_limits<G>::lowest();
+  const int64_t bins_n = pooled_h * pooled_w;
+  const int64_t plane = height * width;
+  const int64_t k_total = static_cast<int64_t>(batch_index.size());
+  at::parallel_for(0, k_total, 1, [&](int64_t k0, int64_t k1) {
+    std::vector<Bin> bins;
+    std::vector<G> best(c_n);
+    std::vector<Index> where(c_n);
+    // NCHW output: one RoI's results [bin][channel], transposed when the RoI is done.
+    std::vector<scalar_t> out_t(nchw_out ? bins_n * c_n : 0);
+    std::vector<int64_t> arg_t(nchw_out ? bins_n * c_n : 0);
+    for (int64_t k = k0; k < k1; ++k) {
+      pool_bins<G>(boxes + 5 * k + 1, scale, pooled_h, pooled_w, height, width, bins);
+      const scalar_t* image = input + batch_index[k] * c_n * plane;
+      G* __restrict m = best.data();
+      Index* __restrict a = where.data();
+      for (int64_t b = 0; b < bins_n; ++b) {
+        const Bin& bin = bins[b];
+        const bool empty = bin.h1 <= bin.h0 || bin.w1 <= bin.w0;
+        for (int64_t c = 0; c < c_n; ++c) {
+          m[c] = empty ? G(0) : lowest;
+          a[c] = Index(-1);
+        }
+        for (int64_t h = bin.h0; h < bin.h1; ++h) {
+          for (int64_t w = bin.w0; w < bin.w1; ++w) {
+            const scalar_t* __restrict x = image + (h * width + w) * c_n;
+            const Index cell = static_cast<Index>(h * width + w);
+            for (int64_t c = 0; c < c_n; ++c) {
+              // Written as a bit mask, not `more ? cell : a[c]`: GCC if-converts (vectorises)
+              // only this form. NaN compares false, so it never replaces the max.
+              const G v = static_cast<G>(x[c]);
+              const G mc = m[c];
+              const Index mask = -static_cast<Index>(v > mc);
+              m[c] = v > mc ? v : mc;
+              a[c] = static_cast<Index>((cell & mask) | (a[c] & ~mask));
+            }
+          }
+        }
+        scalar_t* __restrict o = nchw_out ? out_t.data() + b * c_n : out + (k * bins_n + b) * c_n;
+        int64_t* __restrict am = nchw_out ? arg_t.data() + b * c_n : argmax + (k * bins_n + b) * c_n;
+        for (int64_t c = 0; c < c_n; ++c) {
+          o[c] = static_cast<scalar_t>(m[c]);
+          am[c] = static_cast<int64_t>(a[c]);
+        }
+      }
+      if (nchw_out) {
+        for (int64_t c = 0; c < c_n; ++c) {
+          scalar_t* o = out + (k * c_n + c) * bins_n;
+          int64_t* am = argmax + (k * c_n + c) * bins_n;
+          for (int64_t b = 0; b < bins_n; ++b) {
+            o[b] = out_t[b * c_n + c];
+            am[b] = arg_t[b * c_n + c];
+          }
+        }
+      }
+    }
+  });
+}
+
+template <typename scalar_t>
+void backward(
+    const scalar_t* grad, const int64_t* argmax, const std::vector<int64_t>& batch_index,
+    int64_t batch_size, int64_t c_n, int64_t plane, int64_t bins_n, bool channels_last,
+    at::opmath_type<scalar_t>* grad_input) {
+  using G = at::opmath_type<scalar_t>;
+  const RoisByImage by_image = group_by_image(batch_index, batch_size);
+  const int64_t block = channel_block(c_n, batch_size);
+  const int64_t blocks = (c_n + block - 1) / block;
+  at::parallel_for(0, batch_size * blocks, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t task = t0; task < t1; ++task) {
+      const int64_t n = task / blocks;
+      const int64_t c0 = (task % blocks) * block;
+      const int64_t c1 = c0 + block < c_n ? c0 + block : c_n;
+      G* image = grad_input + n * c_n * plane;
+      if (!channels_last) {
+        // Channel outer: each RoI's bins of one channel are contiguous in grad and argmax,
+        // and the channel's gradient plane stays in cache across the image's RoIs. Per
+        // element the order is still (RoI index, bin): the same bits as any other split.
+        for (int64_t c = c0; c < c1; ++c) {
+          G* __restrict x = image + c * plane;
+          for (int64_t i = by_image.offsets[n]; i < by_image.offsets[n + 1]; ++i) {
+            const int64_t e0 = (by_image.order[i] * c_n + c) * bins_n;
+            const int64_t* __restrict am = argmax + e0;
+            const scalar_t* __restrict gk = grad + e0;
+            for (int64_t b = 0; b < bins_n; ++b) {
+              const int64_t a = am[b];
+              if (a < 0) continue;
+              // argmax is an input of this op: check it rather than trust it.
+              TORCH_CHECK(a < plane, "argmax must be -1 or in [0, H*W) = [0, ", plane, "), got ", a);
+              x[a] += static_cast<G>(gk[b]);
+            }
+          }
+        }
+        continue;
+      }
+      for (int64_t i = by_image.offsets[n]; i < by_image.offsets[n + 1]; ++i) {
+        const int64_t k = by_image.order[i];
+        for (int64_t b = 0; b < bins_n; ++b) {
+          const int64_t e0 = (k * bins_n + b) * c_n;
+          for (int64_t c = c0; c < c1; ++c) {
+            const int64_t a = argmax[e0 + c];
+            if (a < 0) continue;
+            TORCH_CHECK(a < plane, "argmax must be -1 or in [0, H*W) = [0, ", plane, "), got ", a);
+            image[a * c_n + c] += static_cast<G>(grad[e0 + c]);
+          }
+        }
+      }
+    }
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor> roi_pool_cpu(
+    const at::Tensor& input_in, const at::Tensor& boxes_in, double spatial_scale,
+    int64_t pooled_h, int64_t pooled_w, bool /*deterministic*/) {
+  check_roi_pool_inputs(input_in, boxes_in, spatial_scale, pooled_h, pooled_w);
+  const bool nhwc = use_channels_last(input_in);
+  // Both layouts run the vectorised channels-last kernel: an NCHW input is copied to
+  // channels-last once (one pass over the map, small next to scanning K*C*PH*PW bins) and the
+  // result is written NCHW. Outputs keep the input's layout.
+  const at::Tensor input = input_in.contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor boxes = boxes_in.contiguous();
+  const int64_t n = input.size(0), c = input.size(1), k = boxes.size(0);
+  const std::vector<int64_t> batch = roi_batch_indices(boxes, n);
+  const auto fmt = format_of(nhwc);
+  at::Tensor out = at::empty({k, c, pooled_h, pooled_w}, input.options().memory_format(fmt));
+  at::Tensor argmax =
+      at::empty({k, c, pooled_h, pooled_w}, input.options().dtype(at::kLong).memory_format(fmt));
+  if (out.numel() == 0) return {out, argmax};
+  const bool small_plane = input.size(2) * input.size(3) <= std::numeric_limits<int32_t>::max();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "roi_pool_cpu", [&] {
+    const auto run = [&](auto index_tag) {
+      forward_nhwc<scalar_t, decltype(index_tag)>(
+          input.const_data_ptr<scalar_t>(), boxes.const_data_ptr<scalar_t>(), batch, c,
+          input.size(2), input.size(3), spatial_scale, pooled_h, pooled_w, !nhwc,
+          out.mutable_data_ptr<scalar_t>(), argmax.mutable_data_ptr<int64_t>());
+    };
+    if (small_plane) {
+      run(int32_t{});
+    } else {
+      run(int64_t{});
+    }
+  });
+  return {out, argmax};
+}
+
+at::Tensor roi_pool_backward_cpu(
+    const at::Tensor& grad_in, const at::Tensor& boxes_in, const at::Tensor& argmax_in,
+    int64_t batch_size, int64_t channels, int64_t height, int64_t width, bool channels_last,
+    bool /*deterministic: the CPU backward always is*/) {
+  check_roi_pool_backward_inputs(grad_in, boxes_in, argmax_in, batch_size, channels, height, width);
+  const auto fmt = format_of(channels_last);
+  const at::Tensor grad = grad_in.contiguous(fmt);
+  const at::Tensor argmax = argmax_in.contiguous(fmt);
+  const at::Tensor boxes = boxes_in.contiguous();
+  const std::vector<int64_t> batch = roi_batch_indices(boxes, batch_size);
+  const auto dtype = grad.scalar_type();
+  const bool half = dtype == at::kHalf || dtype == at::kBFloat16;
+  // at::empty honours the memory format (at::zeros does not).
+  at::Tensor acc = at::empty(
+      {batch_size, channels, height, width},
+      grad.options().dtype(half ? at::kFloat : dtype).memory_format(fmt)).zero_();
+  if (grad.numel() > 0 && acc.numel() > 0) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "roi_pool_backward_cpu", [&] {
+      using G = at::opmath_type<scalar_t>;
+      backward(
+          grad.const_data_ptr<scalar_t>(), argmax.const_data_ptr<int64_t>(), batch, batch_size,
+          channels, height * width, grad.size(2) * grad.size(3), channels_last,
+          acc.mutable_data_ptr<G>());
+    });
+  }
+  return half ? acc.to(dtype) : acc;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(frcnn_fast, CPU, m) {
+  m.impl("roi_pool", &roi_pool_cpu);
+  m.impl("_roi_pool_backward", &roi_pool_backward_cpu);
+}
+
+}  // namespace frcnn_fast

@@ -1,0 +1,90 @@
+#include "roi_align.h"
+
+#include <torch/library.h>
+
+#include "common/macros.h"
+#include "roi_checks.h"
+
+namespace frcnn_fast {
+
+void check_roi_align_inputs(
+    const at::Tensor& input, const at::Tensor& boxes, double spatial_scale, int64_t pooled_height,
+    int64_t pooled_width) {
+  check_feature_map(input, "input");
+  check_rois(boxes, input, "input");
+  check_output_size(pooled_height, pooled_width);
+  check_spatial_scale(spatial_scale);
+}
+
+void check_levels(const at::Tensor& levels, const at::Tensor& boxes, int64_t num_levels) {
+  TORCH_CHECK(num_levels > 0, "inputs must hold at least one feature map");
+  TORCH_CHECK(
+      levels.defined() && levels.dim() == 1 && levels.size(0) == boxes.size(0),
+      "levels must have shape [K] = [", boxes.size(0), "], got ",
+      levels.defined() ? levels.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(levels.scalar_type() == at::kLong, "levels must be int64, got ", levels.scalar_type());
+  TORCH_CHECK(
+      levels.device() == boxes.device(), "levels and boxes must be on the same device, got ",
+      levels.device(), " and ", boxes.device());
+}
+
+void check_multilevel_roi_align_inputs(
+    at::TensorList inputs, const at::Tensor& boxes, const at::Tensor& levels,
+    c10::ArrayRef<double> spatial_scales, int64_t pooled_height, int64_t pooled_width) {
+  TORCH_CHECK(!inputs.empty(), "inputs must hold at least one feature map");
+  TORCH_CHECK(
+      spatial_scales.size() == inputs.size(), "spatial_scales must have one entry per input (",
+      inputs.size(), "), got ", spatial_scales.size());
+  for (size_t l = 0; l < inputs.size(); ++l) {
+    check_feature_map(inputs[l], "inputs");
+    check_same_dtype_device(inputs[0], "inputs[0]", inputs[l], "inputs[l]");
+    TORCH_CHECK(
+        inputs[l].size(0) == inputs[0].size(0) && inputs[l].size(1) == inputs[0].size(1),
+        "inputs must share N and C, got ", inputs[0].sizes(), " and ", inputs[l].sizes(),
+        " at level ", l);
+    check_spatial_scale(spatial_scales[l], "spatial_scales");
+  }
+  check_rois(boxes, inputs[0], "inputs");
+  check_levels(levels, boxes, static_cast<int64_t>(inputs.size()));
+  check_output_size(pooled_height, pooled_width);
+}
+
+void check_roi_align_backward_inputs(
+    const at::Tensor& grad, const at::Tensor& boxes, int64_t pooled_height, int64_t pooled_width,
+    int64_t batch_size, int64_t channels) {
+  TORCH_CHECK(
+      boxes.dim() == 2 && boxes.size(1) == 5,
+      "boxes must have shape [K, 5] (batch_index, x1, y1, x2, y2), got ", boxes.sizes());
+  check_output_size(pooled_height, pooled_width);
+  TORCH_CHECK(batch_size >= 0 && channels >= 0, "batch_size and channels must be non-negative");
+  check_pooled_grad(grad, boxes, channels, pooled_height, pooled_width);
+}
+
+TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {
+  // `deterministic` selects the backward algorithm (passed on to the backward op); the
+  // forward itself is deterministic everywhere.
+  m.def(
+      "roi_align(Tensor input, Tensor boxes, float spatial_scale, SymInt pooled_height, "
+      "SymInt pooled_width, int sampling_ratio, bool aligned, bool deterministic) -> Tensor",
+      {at::Tag::pt2_compliant_tag});
+  m.def(
+      "_roi_align_backward(Tensor grad, Tensor boxes, float spatial_scale, SymInt pooled_height, "
+      "SymInt pooled_width, SymInt batch_size, SymInt channels, SymInt height, SymInt width, "
+      "int sampling_ratio, bool aligned, bool channels_last, bool deterministic) -> Tensor",
+      {at::Tag::pt2_compliant_tag});
+  // One op over all FPN levels: RoI k is pooled from inputs[levels[k]], so a multi-level
+  // pooler needs no per-level index_select/nonzero (and no host sync).
+  m.def(
+      "multilevel_roi_align(Tensor[] inputs, Tensor boxes, Tensor levels, float[] spatial_scales, "
+      "SymInt pooled_height, SymInt pooled_width, int sampling_ratio, bool aligned, "
+      "bool deterministic) -> Tensor",
+      {at::Tag::pt2_compliant_tag});
+  m.def(
+      "_multilevel_roi_align_backward(Tensor grad, Tensor boxes, Tensor levels, "
+      "float[] spatial_scales, SymInt pooled_height, SymInt pooled_width, SymInt batch_size, "
+      "SymInt channels, SymInt[] heights, SymInt[] widths, int sampling_ratio, bool aligned, "
+      "bool channels_last, bool deterministic) -> Tensor[]",
+      {at::Tag::pt2_compliant_tag});
+}
+
+}  // namespace frcnn_fast

@@ -1,0 +1,14 @@
+#pragma once
+#include <ATen/core/Tensor.h>
+namespace frcnn_fast {
+void check_roi_align_inputs(
+    const at::Tensor& input, const at::Tensor& boxes, double spatial_scale, int64_t pooled_height,
+    int64_t pooled_width);
+void check_multilevel_roi_align_inputs(
+    at::TensorList inputs, const at::Tensor& boxes, const at::Tensor& levels,
+    c10::ArrayRef<double> spatial_scales, int64_t pooled_height, int64_t pooled_width);
+void check_roi_align_backward_inputs(
+    const at::Tensor& grad, const at::Tensor& boxes, int64_t pooled_height, int64_t pooled_width,
+    int64_t batch_size, int64_t channels);
+void check_levels(const at::Tensor& levels, const at::Tensor& boxes, int64_t num_levels);
+}

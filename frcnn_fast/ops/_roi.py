@@ -1,0 +1,78 @@
+"""What RoI pooling and RoIAlign share in Python: argument checks and the RoI format."""
+import math
+from typing import List, Optional, Union
+
+import torch
+from torch import Tensor
+
+from .._checks import check_pair, check_tensor
+
+
+def convert_boxes_to_roi_format(boxes: Union[Tensor, List[Tensor]]) -> Tensor:
+    """``[K, 5]`` rows ``(batch_index, x1, y1, x2, y2)`` from a ``[K, 5]`` tensor (returned as is)
+    or a list of per-image ``[Ki, 4]`` tensors (image i gets batch index i)."""
+    if isinstance(boxes, Tensor):
+        return boxes
+    if not isinstance(boxes, (list, tuple)):
+        raise TypeError(f"boxes must be a Tensor[K, 5] or a list of Tensor[Ki, 4], got {type(boxes).__name__}")
+    if len(boxes) == 0:
+        raise ValueError("boxes must be a Tensor[K, 5] or a non-empty list of Tensor[Ki, 4], got an empty list")
+    for i, b in enumerate(boxes):
+        check_tensor(b, f"boxes[{i}]")
+        if b.dim() != 2 or b.shape[1] != 4:
+            raise ValueError(f"boxes[{i}] must have shape [Ki, 4], got {list(b.shape)}")
+        if b.dtype != boxes[0].dtype or b.device != boxes[0].device:
+            raise ValueError(
+                f"boxes[{i}] must have the dtype and device of boxes[0] ({boxes[0].dtype}, {boxes[0].device}), "
+                f"got {b.dtype}, {b.device}"
+            )
+    coords = torch.cat(list(boxes), dim=0)
+    index = torch.cat(
+        [torch.full((b.shape[0], 1), i, dtype=coords.dtype, device=coords.device) for i, b in enumerate(boxes)], dim=0
+    )
+    return torch.cat([index, coords], dim=1)
+
+
+def check_output_size(output_size):
+    h, w = check_pair(output_size, "output_size")
+    for v in (h, w):
+        if isinstance(v, float) and not float(v).is_integer():
+            raise ValueError(f"output_size must hold integers, got {output_size}")
+    h, w = int(h), int(w)
+    if h <= 0 or w <= 0:
+        raise ValueError(f"output_size must be positive, got {output_size}")
+    return h, w
+
+
+def check_scale(spatial_scale, name="spatial_scale"):
+    if isinstance(spatial_scale, bool) or not isinstance(spatial_scale, (int, float)):
+        raise TypeError(f"{name} must be a float, got {type(spatial_scale).__name__}")
+    if not math.isfinite(spatial_scale) or spatial_scale <= 0:
+        raise ValueError(f"{name} must be positive and finite, got {spatial_scale}")
+    return float(spatial_scale)
+
+
+def channels_last(x: Tensor) -> bool:
+    """Whether the kernels take their NHWC path for ``x`` (csrc/roi_checks.h use_channels_last)."""
+    return (not x.is_contiguous()) and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def resolve_deterministic(deterministic: Optional[bool]) -> bool:
+    if deterministic is None:
+        return torch.are_deterministic_algorithms_enabled()
+    if not isinstance(deterministic, bool):
+        raise TypeError(f"deterministic must be a bool or None, got {type(deterministic).__name__}")
+    return deterministic
+
+
+def no_double_backward(op_name: str, public_name: str):
+    """Register an autograd formula on a backward op that refuses a second derivative (instead of
+    PyTorch's warning and a silently missing gradient)."""
+
+    def setup_context(ctx, inputs, output):
+        pass
+
+    def backward(ctx, *grads):
+        raise RuntimeError(f"{public_name}: double backward (a gradient of its gradient) is not supported")
+
+    torch.library.register_autograd(op_name, backward, setup_context=setup_context)

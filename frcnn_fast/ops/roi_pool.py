@@ -1,0 +1,77 @@
+"""RoI max pooling (Fast R-CNN), drop-in for ``torchvision.ops.roi_pool`` / ``RoIPool``."""
+from typing import List, Optional, Union
+
+import torch
+from torch import Tensor, nn
+
+from .._checks import check_tensor
+from ._roi import (
+    channels_last,
+    check_output_size,
+    check_scale,
+    convert_boxes_to_roi_format,
+    no_double_backward,
+    resolve_deterministic,
+)
+
+
+def roi_pool(
+    input: Tensor,
+    boxes: Union[Tensor, List[Tensor]],
+    output_size,
+    spatial_scale: float = 1.0,
+    *,
+    deterministic: Optional[bool] = None,
+) -> Tensor:
+    """Max over each of ``output_size`` bins of every RoI: ``[N, C, H, W] -> [K, C, PH, PW]``.
+
+    ``boxes``: ``Tensor[K, 5]`` ``(batch_index, x1, y1, x2, y2)`` or a list of per-image
+    ``Tensor[Ki, 4]``, in image coordinates; ``spatial_scale`` maps them onto ``input``.
+    Differentiable in ``input``. ``deterministic`` (default
+    ``torch.are_deterministic_algorithms_enabled()``) asks for a backward that gives the same
+    bits on every run; the CPU backward always does.
+    """
+    check_tensor(input, "input")
+    rois = convert_boxes_to_roi_format(boxes)
+    check_tensor(rois, "boxes")
+    ph, pw = check_output_size(output_size)
+    scale = check_scale(spatial_scale)
+    det = resolve_deterministic(deterministic)
+    return torch.ops.frcnn_fast.roi_pool.default(input, rois, scale, ph, pw, det)[0]
+
+
+def _setup_context(ctx, inputs, output):
+    input, rois, _scale, _ph, _pw, *rest = inputs
+    det = rest[0] if rest else False
+    ctx.save_for_backward(rois, output[1])
+    ctx.input_shape = input.shape
+    ctx.channels_last = channels_last(input)
+    ctx.deterministic = det
+
+
+def _backward(ctx, grad, _grad_argmax):
+    rois, argmax = ctx.saved_tensors
+    n, c, h, w = ctx.input_shape
+    grad_input = torch.ops.frcnn_fast._roi_pool_backward.default(
+        grad, rois, argmax, n, c, h, w, ctx.channels_last, ctx.deterministic
+    )
+    return grad_input, None, None, None, None, None
+
+
+torch.library.register_autograd("frcnn_fast::roi_pool", _backward, setup_context=_setup_context)
+no_double_backward("frcnn_fast::_roi_pool_backward", "roi_pool")
+
+
+class RoIPool(nn.Module):
+    """``nn.Module`` form of :func:`roi_pool` (torchvision's ``RoIPool``)."""
+
+    def __init__(self, output_size, spatial_scale: float):
+        super().__init__()
+        self.output_size = output_size
+        self.spatial_scale = spatial_scale
+
+    def forward(self, input: Tensor, rois: Union[Tensor, List[Tensor]]) -> Tensor:
+        return roi_pool(input, rois, self.output_size, self.spatial_scale)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}, spatial_scale={self.spatial_scale}"

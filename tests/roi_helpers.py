@@ -1,0 +1,89 @@
+"""Hypothesis strategies and tolerances shared by the RoI pooling / RoIAlign tests.
+
+Feature maps stay small (a few channels, <= 12x12) so that every test is cheap enough to run
+once per device param. Coordinates are multiples of 1/8 or 3-decimal floats; spatial scales
+are powers of two or arbitrary decimals; RoIs include degenerate (zero-size, inverted),
+sub-pixel and out-of-image ones.
+"""
+import numpy as np
+import torch
+from hypothesis import strategies as st
+
+from helpers import RTOL, compute_eps, coords, to_np
+
+SCALES = st.one_of(st.sampled_from([1.0, 0.5, 0.25, 0.125, 2.0]), st.floats(0.05, 3.0).map(lambda v: round(v, 3)))
+
+
+@st.composite
+def roi_sets(draw, batch, height, width, scale, max_k=8):
+    """``[K, 5]`` float64 rows ``(batch_index, x1, y1, x2, y2)`` in image coordinates: inside,
+    straddling and outside the map, sub-pixel, zero-size and inverted."""
+    k = draw(st.integers(0, max_k))
+    lim_x, lim_y = (width + 2) / scale, (height + 2) / scale
+    rows = []
+    for _ in range(k):
+        kind = draw(st.sampled_from(["normal"] * 4 + ["subpixel", "point", "inverted", "outside"]))
+        x1 = draw(coords(lim_x))
+        y1 = draw(coords(lim_y))
+        w = draw(st.floats(0, lim_x).map(lambda v: round(v, 3)))
+        h = draw(st.floats(0, lim_y).map(lambda v: round(v, 3)))
+        if kind == "subpixel":
+            w, h = w / 16, h / 16
+        elif kind == "point":
+            w = h = 0.0
+        elif kind == "inverted":
+            w, h = -w, -h
+        elif kind == "outside":
+            x1 += 2 * lim_x
+        rows.append([draw(st.integers(0, batch - 1)), x1, y1, x1 + w, y1 + h])
+    return np.asarray(rows, dtype=np.float64).reshape(k, 5)
+
+
+@st.composite
+def feature_maps(draw, max_c=3, max_hw=12):
+    n = draw(st.integers(1, 2))
+    c = draw(st.integers(1, max_c))
+    h = draw(st.integers(1, max_hw))
+    w = draw(st.integers(1, max_hw))
+    seed = draw(st.integers(0, 2**31 - 1))
+    return np.random.default_rng(seed).normal(size=(n, c, h, w))
+
+
+def make_input(arr, dtype, device, layout):
+    """A feature map tensor in ``layout``: contiguous, channels_last or a non-contiguous view."""
+    t = torch.as_tensor(arr).to(dtype=dtype, device=device)
+    if layout == "channels_last":
+        return t.contiguous(memory_format=torch.channels_last)
+    if layout == "strided":
+        big = torch.full((t.shape[0], t.shape[1] * 2, t.shape[2], t.shape[3] + 1), float("nan"), dtype=dtype, device=device)
+        big[:, ::2, :, 1:] = t
+        return big[:, ::2, :, 1:]
+    return t.contiguous()
+
+
+LAYOUTS = ("contiguous", "channels_last", "strided")
+
+
+def geometry(dtype):
+    return np.float64 if dtype == torch.float64 else np.float32
+
+
+def value_tol(dtype, magnitude):
+    """(rtol, atol array) for outputs whose terms have absolute size ``magnitude``: arithmetic
+    error of the accumulation type plus one rounding of the result to ``dtype``."""
+    return RTOL[dtype], 64 * compute_eps(dtype) * magnitude + RTOL[dtype] * 1e-3
+
+
+def boxes_arg(rois, fmt, batch, dtype, device):
+    """``rois`` as the kernel takes it: a ``[K, 5]`` tensor or a per-image list of ``[Ki, 4]``
+    (row order then changes to image-major: returns the permutation too)."""
+    t = torch.as_tensor(rois).to(dtype=dtype, device=device)
+    if fmt == "tensor":
+        return t, np.arange(len(rois))
+    idx = rois[:, 0].astype(np.int64)
+    order = np.concatenate([np.flatnonzero(idx == i) for i in range(batch)]) if len(rois) else np.zeros(0, np.int64)
+    return [t[torch.as_tensor(np.flatnonzero(idx == i), dtype=torch.long, device=device), 1:] for i in range(batch)], order
+
+
+def rounded_rois(rois, dtype):
+    return to_np(torch.as_tensor(rois).to(dtype))

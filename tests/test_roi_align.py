@@ -1,0 +1,215 @@
+"""roi_align / RoIAlign: kernel vs NumPy reference (forward and backward), gradcheck,
+determinism, the rescaling property, torchvision."""
+import numpy as np
+import pytest
+import torch
+import torchvision
+from hypothesis import given, strategies as st
+
+import frcnn_fast
+import frcnn_fast.reference as R
+from helpers import DEVICES, DTYPES, FULL, RTOL, check_close, check_result_tensor, compute_eps, to_np
+from roi_helpers import LAYOUTS, SCALES, boxes_arg, feature_maps, geometry, make_input, roi_sets, rounded_rois
+
+
+def _case(data):
+    x = data.draw(feature_maps(), label="x")
+    scale = data.draw(SCALES, label="spatial_scale")
+    rois = data.draw(roi_sets(x.shape[0], x.shape[2], x.shape[3], scale), label="rois")
+    pooled = data.draw(st.tuples(st.integers(1, 4), st.integers(1, 4)), label="output_size")
+    sampling = data.draw(st.sampled_from([-1, 0, 1, 2, 3]), label="sampling_ratio")
+    aligned = data.draw(st.booleans(), label="aligned")
+    return x, scale, rois, pooled, sampling, aligned
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data(), layout=st.sampled_from(LAYOUTS), fmt=st.sampled_from(["tensor", "list"]))
+def test_roi_align_matches_reference(device, dtype, data, layout, fmt):
+    x, scale, rois, pooled, sampling, aligned = _case(data)
+    inp = make_input(x, dtype, device, layout).requires_grad_()
+    boxes, order = boxes_arg(rois, fmt, x.shape[0], dtype, device)
+    out = frcnn_fast.roi_align(inp, boxes, pooled, scale, sampling, aligned)
+    check_result_tensor(out, dtype, device, (len(rois), x.shape[1], *pooled))
+    xr, rr = to_np(inp), rounded_rois(rois, dtype)[order]
+    g = geometry(dtype)
+    expected = R.roi_align(xr, rr, pooled, scale, sampling, aligned, geometry=g)
+    # an average of values |v| <= max|x|: error of the float32/64 sums plus one final rounding
+    atol = 16 * compute_eps(dtype) * np.abs(xr).max() + RTOL[dtype] * 1e-3
+    check_close(to_np(out), expected, RTOL[dtype], atol, rois=rr, scale=scale, sampling=sampling, aligned=aligned)
+
+    grad = torch.as_tensor(np.random.default_rng(len(rois)).normal(size=out.shape)).to(dtype=dtype, device=device)
+    (gi,) = torch.autograd.grad(out, inp, grad)
+    check_result_tensor(gi, dtype, device, x.shape)
+    expected_g = R.roi_align_backward(to_np(grad), rr, x.shape, scale, sampling, aligned, geometry=g)
+    # each input cell sums at most (K * bins) terms of size <= max|grad|
+    mag = max(1, len(rois) * pooled[0] * pooled[1]) * (np.abs(to_np(grad)).max() if grad.numel() else 0)
+    check_close(to_np(gi), expected_g, RTOL[dtype], 16 * compute_eps(dtype) * mag + 1e-12, rois=rr)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", FULL)
+@given(data=st.data())
+def test_roi_align_matches_torchvision(device, dtype, data):
+    """Forward and gradient equal torchvision.ops.roi_align (same geometry type: exact bins)."""
+    x, scale, rois, pooled, sampling, aligned = _case(data)
+    inp = torch.as_tensor(x).to(dtype=dtype, device=device)
+    boxes = torch.as_tensor(rois).to(dtype=dtype, device=device)
+    a = inp.clone().requires_grad_()
+    b = inp.clone().requires_grad_()
+    ours = frcnn_fast.roi_align(a, boxes, pooled, scale, sampling, aligned)
+    theirs = torchvision.ops.roi_align(b, boxes, pooled, scale, sampling, aligned)
+    tol = 64 * compute_eps(dtype) * max(1.0, np.abs(x).max())
+    check_close(to_np(ours), to_np(theirs), 0, tol)
+    if len(rois):
+        g = torch.randn_like(ours)
+        (ga,) = torch.autograd.grad(ours, a, g)
+        (gb,) = torch.autograd.grad(theirs, b, g)
+        check_close(to_np(ga), to_np(gb), 0, tol * len(rois) * pooled[0] * pooled[1])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("sampling_ratio", [-1, 2])
+def test_roi_align_gradcheck(device, aligned, sampling_ratio):
+    rng = np.random.default_rng(3)
+    x = torch.as_tensor(rng.normal(size=(2, 3, 7, 9)), device=device).requires_grad_()
+    # coordinates off the cell grid so that no sample sits on a kink of the interpolant
+    rois = torch.tensor(
+        [[0, 1.1, 0.7, 6.3, 5.9], [1, -2.3, 2.2, 4.1, 9.7], [0, 3.3, 3.1, 3.7, 3.4], [1, 5.2, 1.3, 12.1, 6.6]],
+        dtype=torch.float64, device=device,
+    )
+    assert torch.autograd.gradcheck(
+        lambda t: frcnn_fast.roi_align(t, rois, (2, 3), 0.9, sampling_ratio, aligned), (x,)
+    )
+
+
+def _big_case(device, layout):
+    rng = np.random.default_rng(11)
+    x = make_input(rng.normal(size=(2, 24, 20, 20)), torch.float32, device, layout)
+    xy = rng.uniform(-5, 300, size=(96, 2))
+    wh = rng.uniform(1, 200, size=(96, 2))
+    rois = np.concatenate([rng.integers(0, 2, size=(96, 1)), xy, xy + wh], axis=1)
+    return x, torch.as_tensor(rois, dtype=torch.float32, device=device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_roi_align_backward_deterministic(device, layout):
+    """Same bits run to run and for 1 or 2 threads; also with the explicit flag and with
+    torch.use_deterministic_algorithms."""
+    x, rois = _big_case(device, layout)
+    g = torch.randn(96, 24, 7, 7, device=device)
+
+    def grad(det=None):
+        inp = x.clone().requires_grad_()
+        out = frcnn_fast.roi_align(inp, rois, 7, 1 / 16, 2, False, deterministic=det)
+        return torch.autograd.grad(out, inp, g)[0]
+
+    threads = torch.get_num_threads()
+    try:
+        # deterministic=True on every backend (the CUDA default is the atomic backward)
+        torch.set_num_threads(1)
+        one = grad(det=True)
+        torch.set_num_threads(2)
+        two = grad(det=True)
+        again = grad(det=True)
+        prev = torch.are_deterministic_algorithms_enabled()
+        torch.use_deterministic_algorithms(True)
+        try:
+            flagged = grad()
+        finally:
+            torch.use_deterministic_algorithms(prev)
+    finally:
+        torch.set_num_threads(threads)
+    assert one.abs().sum() > 0
+    for other in (two, again, flagged):
+        assert torch.equal(one, other)
+
+
+def _upsample(x, s, aligned):
+    """Values of x's bilinear interpolant on a grid s times finer (independent of the kernels):
+    cell i of the fine map sits at i / s (aligned=False, corners kept) or at (i + 0.5) / s - 0.5
+    (aligned=True, pixel centres)."""
+    n, c, h, w = x.shape
+    if aligned:
+        ys, xs = (np.arange(s * h) + 0.5) / s - 0.5, (np.arange(s * w) + 0.5) / s - 0.5
+    else:
+        ys, xs = np.arange(s * (h - 1) + 1) / s, np.arange(s * (w - 1) + 1) / s
+    rows = np.stack([[[np.interp(ys, np.arange(h), x[i, j, :, k]) for k in range(w)] for j in range(c)] for i in range(n)])
+    rows = rows.transpose(0, 1, 3, 2)  # [n, c, fine h, w]
+    return np.stack([[[np.interp(xs, np.arange(w), rows[i, j, r]) for r in range(rows.shape[2])] for j in range(c)] for i in range(n)])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@given(data=st.data())
+def test_roi_align_rescale_invariance(device, data):
+    """RoIAlign(X, B) == RoIAlign(X_s, s*B) where X_s samples X's bilinear interpolant on a grid
+    s times finer, exactly when: sampling_ratio is fixed (the adaptive grid ceil(s*h/PH) would
+    change), every sample lies inside [0, H-1] x [0, W-1] (the fine map's border rules sit at
+    other places), the box is at least one cell wide and high (aligned=False clamps smaller
+    ones to 1 cell on either map), and for aligned=True, s is odd (pixel-centre grids then
+    share the coarse knots)."""
+    aligned = data.draw(st.booleans(), label="aligned")
+    s = data.draw(st.sampled_from([3] if aligned else [2, 3]), label="s")
+    x = np.random.default_rng(data.draw(st.integers(0, 1000))).normal(size=(1, 2, 6, 7))
+    sampling = data.draw(st.integers(1, 3), label="sampling_ratio")
+    off = 0.5 if aligned else 0.0
+    k = data.draw(st.integers(1, 4))
+    rows = []
+    for _ in range(k):
+        x1 = data.draw(st.integers(0, 8 * 4)) / 8 + off
+        y1 = data.draw(st.integers(0, 8 * 3)) / 8 + off
+        w = data.draw(st.integers(8, 8 * 6)) / 8
+        h = data.draw(st.integers(8, 8 * 5)) / 8
+        rows.append([0, x1, y1, min(x1 + w, 6 + off), min(y1 + h, 5 + off)])
+    rois = np.asarray(rows)
+    rois[:, 3:] = np.maximum(rois[:, 3:], rois[:, 1:3] + 1)
+    fine = _upsample(x, s, aligned)
+    t = lambda a: torch.as_tensor(a, dtype=torch.float64, device=device)  # noqa: E731
+    coarse_out = frcnn_fast.roi_align(t(x), t(rois), (2, 3), 1.0, sampling, aligned)
+    big = rois.copy()
+    big[:, 1:] *= s
+    fine_out = frcnn_fast.roi_align(t(fine), t(big), (2, 3), 1.0, sampling, aligned)
+    check_close(to_np(fine_out), to_np(coarse_out), 1e-9, 1e-9, rois=rois, s=s)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_roi_align_empty(device, dtype):
+    x = torch.randn(2, 3, 5, 5, device=device).to(dtype).requires_grad_()
+    out = frcnn_fast.roi_align(x, torch.zeros(0, 5, dtype=dtype, device=device), (2, 2))
+    check_result_tensor(out, dtype, device, (0, 3, 2, 2))
+    out.sum().backward()
+    assert torch.equal(x.grad, torch.zeros_like(x))
+    lst = frcnn_fast.roi_align(x, [torch.zeros(0, 4, dtype=dtype, device=device)] * 2, 3)
+    check_result_tensor(lst, dtype, device, (0, 3, 3, 3))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_roi_align_nonfinite_boxes_give_zero(device):
+    x = torch.randn(1, 2, 6, 6, device=device).requires_grad_()
+    nan, inf = float("nan"), float("inf")
+    rois = torch.tensor([[0, nan, 0, 3, 3], [0, 0, 0, inf, 3], [0, -inf, 1, 2, 2], [0, 1, 1, 4, 4]], device=device)
+    out = frcnn_fast.roi_align(x, rois, 2, 1.0, -1, False)
+    assert torch.equal(out[:3], torch.zeros_like(out[:3]))
+    assert out[3].abs().sum() > 0
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_roi_align_module_matches_function():
+    x = torch.randn(1, 2, 8, 8)
+    rois = torch.tensor([[0, 1.0, 1.0, 30.0, 20.0]])
+    m = frcnn_fast.RoIAlign((3, 3), 0.25, 2, aligned=True)
+    assert torch.equal(m(x, rois), frcnn_fast.roi_align(x, rois, (3, 3), 0.25, 2, True))
+    assert "sampling_ratio=2" in repr(m)
+
+
+def test_roi_align_double_backward_raises():
+    x = torch.randn(1, 2, 6, 6, dtype=torch.float64, requires_grad=True)
+    rois = torch.tensor([[0, 1.0, 1.0, 4.0, 4.0]], dtype=torch.float64)
+    out = frcnn_fast.roi_align(x, rois, 2)
+    (g,) = torch.autograd.grad(out.pow(2).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="double backward"):
+        g.sum().backward()
