@@ -69,8 +69,6 @@ def build(variant="plain", verbose=False):
     """Builds (or finds up to date) the variant and returns its Python module."""
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
-    if os.path.isdir("/usr/local/cuda") and "CUDA_HOME" not in os.environ:
-        os.environ["CUDA_HOME"] = "/usr/local/cuda"  # torch's extension module reads it at import
     os.environ.setdefault("MAX_JOBS", "2")
     # A sanitizer runtime preloaded into this Python (make sanitize) has no business in the
     # compiler processes the build starts.
