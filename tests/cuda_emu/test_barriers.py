@@ -3,26 +3,9 @@ CUDA's definitions with the kernels of tests/cuda_emu/selftest/barriers.cu."""
 import pytest
 import torch
 
-from . import load
+pytestmark = [pytest.mark.cuda_emu, pytest.mark.usefixtures("ext")]
 
-pytestmark = pytest.mark.cuda_emu
-
-E = None
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _ops():
-    global E
-    load()
-    E = torch.ops.frcnn_fast_cuda_emu
-
-
-@pytest.fixture
-def ext():
-    ext = load()
-    saved = ext.config()
-    yield ext
-    ext.configure(seed=saved["seed"], workers=saved["workers"], max_grid_dim=saved["max_grid_dim"])
+E = torch.ops.frcnn_fast_cuda_emu  # its ops are looked up at call time, after `ext` loaded them
 
 
 @pytest.mark.parametrize("n", [1, 2, 31, 32, 33, 100, 1024])

@@ -3,20 +3,10 @@ tests/cuda_emu/selftest/warp.cu), and its misuse errors."""
 import pytest
 import torch
 
-from . import load
-
-pytestmark = pytest.mark.cuda_emu
+pytestmark = [pytest.mark.cuda_emu, pytest.mark.usefixtures("ext")]
 
 SYNCWARP, BALLOT, ANY, ALL, SHFL, SHFL_UP, SHFL_DOWN, SHFL_XOR, ACTIVEMASK = range(9)
 FULL = 0xFFFFFFFF
-
-
-@pytest.fixture
-def ext():
-    ext = load()
-    saved = ext.config()
-    yield ext
-    ext.configure(seed=saved["seed"], workers=saved["workers"], max_grid_dim=saved["max_grid_dim"])
 
 
 def run(op, masks, values, live=None, arg=0, width=32):
