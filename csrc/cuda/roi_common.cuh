@@ -11,6 +11,30 @@
 
 namespace frcnn_fast {
 
+// (k, c, ph, pw) of element i of a [K, C, PH, PW] tensor stored NCHW or NHWC.
+FRCNN_HOST_DEVICE void pooled_index(
+    int64_t i, bool channels_last, int64_t channels, int64_t pooled_h, int64_t pooled_w,
+    int64_t& k, int64_t& c, int64_t& ph, int64_t& pw) {
+  if (channels_last) {
+    c = i % channels;
+    pw = (i / channels) % pooled_w;
+    ph = (i / channels / pooled_w) % pooled_h;
+    k = i / channels / pooled_w / pooled_h;
+  } else {
+    pw = i % pooled_w;
+    ph = (i / pooled_w) % pooled_h;
+    c = (i / pooled_w / pooled_h) % channels;
+    k = i / pooled_w / pooled_h / channels;
+  }
+}
+
+FRCNN_HOST_DEVICE int64_t pooled_offset(
+    bool channels_last, int64_t k, int64_t c, int64_t ph, int64_t pw, int64_t channels,
+    int64_t pooled_h, int64_t pooled_w) {
+  return channels_last ? ((k * pooled_h + ph) * pooled_w + pw) * channels + c
+                       : ((k * channels + c) * pooled_h + ph) * pooled_w + pw;
+}
+
 // Element offset of (n, c, y, x) in an [N, C, H, W] tensor stored NCHW or NHWC (channels-last).
 FRCNN_HOST_DEVICE int64_t nchw_offset(
     bool channels_last, int64_t n, int64_t c, int64_t y, int64_t x, int64_t channels,

@@ -51,17 +51,7 @@ __global__ void roi_pool_forward_kernel(
   const G lowest = sizeof(G) == sizeof(double) ? static_cast<G>(-DBL_MAX) : static_cast<G>(-FLT_MAX);
   FRCNN_GRID_STRIDE_LOOP(i, total) {
     int64_t k, c, ph, pw;
-    if (channels_last) {
-      c = i % channels;
-      pw = (i / channels) % pooled_w;
-      ph = (i / channels / pooled_w) % pooled_h;
-      k = i / channels / pooled_w / pooled_h;
-    } else {
-      pw = i % pooled_w;
-      ph = (i / pooled_w) % pooled_h;
-      c = (i / pooled_w / pooled_h) % channels;
-      k = i / pooled_w / pooled_h / channels;
-    }
+    pooled_index(i, channels_last, channels, pooled_h, pooled_w, k, c, ph, pw);
     const scalar_t* b = boxes + 5 * k;
     const int64_t n = batch[k];
     const PoolRoi r = pool_roi<G>(
