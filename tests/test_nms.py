@@ -393,6 +393,26 @@ def test_large_input_matches_tiled_reference(device, request):
     assert got_b.tolist() == got.tolist()
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("thr", [0.5, 0.7])
+def test_many_overlapping_groups_match_reference(device, request, thr):
+    """Enough boxes for the CPU kernel to share groups out over threads (it does from 4,096),
+    with every group in the same clusters, so a box resolved against another group's boxes
+    would change the result: one group of 40% of the boxes, 100 small ones, and a few groups
+    of a single box; scores with ties."""
+    rng = np.random.default_rng(11)
+    emulated = request.node.get_closest_marker("on_cuda_emu") is not None
+    n = 1_500 if emulated else 9_000
+    boxes = np.concatenate([_clustered_np(rng, n // 2, 1000, k=6), np.round(_scattered_np(rng, n - n // 2, 1000) * 8) / 8])
+    scores = rng.integers(0, 256, n) / 256.0
+    idxs = np.where(rng.uniform(size=n) < 0.4, 7, rng.integers(-50, 50, n))
+    idxs[rng.choice(n, 5, replace=False)] = [1000, 1001, 1002, -(2**40), 2**40]
+    b, s = to_tensor(boxes, torch.float32, device), to_tensor(scores, torch.float32, device)
+    got = frcnn_fast.batched_nms(b, s, torch.as_tensor(idxs).to(b.device), thr)
+    want = R.batched_nms(to_np(b), to_np(s), idxs, thr, compute_dtype=np.float32)
+    assert_same(got, want, n=n, thr=thr)
+
+
 # ============================================================ CUDA kernels == CPU kernel
 CUDA_BACKENDS = [
     pytest.param("cuda_emu", marks=[pytest.mark.cuda_emu], id="cuda_emu"),

@@ -30,9 +30,10 @@
 //    query only visits corners that can reach IoU > t (nms_grid.h): a scattered box tests the
 //    few kept boxes of about its size near its corner, a clustered one usually stops at the
 //    first cell.
-// 4. Threads: groups run whole on one thread, many groups at a time, and only for large inputs
-//    (kParallelWork). One group is sequential: per-block fork/joins were measured to cost more
-//    than they save on a shared 2-core machine (a descheduled thread holds up every join).
+// 4. Threads: a group runs whole on one thread, groups are shared out over the threads by box
+//    count (from kParallelGroups boxes). One group is sequential: per-block fork/joins were
+//    measured to cost more than they save on a shared 2-core machine (a descheduled thread
+//    holds up every join).
 
 namespace frcnn_fast {
 namespace {
@@ -40,10 +41,12 @@ namespace {
 // Below this a group is resolved by the plain greedy loop against its kept boxes.
 constexpr int64_t kSmallGroup = 32;
 constexpr int64_t kMaxCellsPerAxis = 256;
-// Boxes below which the threads are not used at all: a fork/join costs more than a few
-// milliseconds whenever the machine is busy (a descheduled thread holds up the join), and the
-// sequential greedy handles ~10^4 boxes in about that time.
+// Boxes below which the threads are not used for the gather: a fork/join costs more than a
+// few milliseconds whenever the machine is busy (a descheduled thread holds up the join).
 constexpr int64_t kParallelWork = 65536;
+// Boxes from which batched NMS resolves groups on several threads: groups are independent
+// and a few thousand boxes of them take milliseconds, well above a fork/join.
+constexpr int64_t kParallelGroups = 4096;
 
 template <typename T>
 struct Columns {
@@ -58,11 +61,13 @@ struct Columns {
   }
 };
 
-// Boxes `input[pick[p]]` for p in [0, n) as columns in the math type.
+// Boxes `input[pick[p]]` for p in [0, n) as columns in the math type; on several threads from
+// `grain` boxes.
 template <typename scalar_t, typename T>
-Columns<T> gather_columns(const scalar_t* boxes, const std::vector<int64_t>& pick, int64_t n) {
+Columns<T> gather_columns(
+    const scalar_t* boxes, const std::vector<int64_t>& pick, int64_t n, int64_t grain) {
   Columns<T> c(n);
-  at::parallel_for(0, n, kParallelWork, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
       T b[4];
       load_box(boxes + 4 * pick[p], b);
@@ -78,67 +83,79 @@ Columns<T> gather_columns(const scalar_t* boxes, const std::vector<int64_t>& pic
   return c;
 }
 
-// Plain greedy loop for a small group: each box is tested against the boxes kept so far.
+// Resolves groups one at a time on one thread, reusing its scratch space (the kept list of
+// small groups, the grid of large ones) from group to group: many small groups then cost no
+// allocation each.
 template <typename T>
-void greedy_small(const RankedBoxes<T>& b, int64_t begin, int64_t end, T thr, uint8_t* keep) {
-  std::vector<int64_t> kept;
-  for (int64_t j = begin; j < end; ++j) {
-    if (!b.active[j]) {
-      keep[j] = 1;
-      continue;
-    }
-    bool hit = false;
-    for (const int64_t i : kept) {
-      const T inter = box_intersection(
-          b.x1[i], b.y1[i], b.x2[i], b.y2[i], b.x1[j], b.y1[j], b.x2[j], b.y2[j]);
-      if (iou_from_areas(inter, b.area[i], b.area[j]) > thr) {
-        hit = true;
-        break;
+class GroupSolver {
+ public:
+  // Greedy NMS of the group [begin, end); at most `limit` boxes kept. Writes keep[begin, end),
+  // which must be zero on entry.
+  int64_t run(const RankedBoxes<T>& b, int64_t begin, int64_t end, T thr, int64_t limit,
+              uint8_t* keep) {
+    return end - begin <= kSmallGroup ? greedy_small(b, begin, end, thr, limit, keep)
+                                      : greedy_grid(b, begin, end, thr, limit, keep);
+  }
+
+ private:
+  // Each box is tested against the boxes kept so far.
+  int64_t greedy_small(const RankedBoxes<T>& b, int64_t begin, int64_t end, T thr,
+                       int64_t limit, uint8_t* keep) {
+    kept_.clear();
+    int64_t kept_count = 0;
+    for (int64_t j = begin; j < end && kept_count < limit; ++j) {
+      if (!b.active[j]) {
+        keep[j] = 1;  // inert: kept, suppresses nothing
+        ++kept_count;
+        continue;
+      }
+      bool hit = false;
+      for (const int64_t i : kept_) {
+        const T inter = box_intersection(
+            b.x1[i], b.y1[i], b.x2[i], b.y2[i], b.x1[j], b.y1[j], b.x2[j], b.y2[j]);
+        if (iou_from_areas(inter, b.area[i], b.area[j]) > thr) {
+          hit = true;
+          break;
+        }
+      }
+      if (!hit) {
+        keep[j] = 1;
+        ++kept_count;
+        kept_.push_back(j);
       }
     }
-    keep[j] = !hit;
-    if (!hit) {
-      kept.push_back(j);
-    }
+    return kept_count;
   }
-}
 
-// Greedy NMS of the group [begin, end) on one thread: each box asks the grid of the kept boxes
-// (filed by corner, see nms_grid.h) whether one of them suppresses it, and joins it if not.
-// The cost per box is the kept boxes near its corner: no N^2, no bitmask, no fork/join.
-template <typename T>
-int64_t greedy_sequential(
-    const RankedBoxes<T>& b, int64_t begin, int64_t end, T thr, int64_t limit, uint8_t* keep) {
-  const int64_t m = end - begin;
-  const int64_t max_axis = std::min<int64_t>(
-      kMaxCellsPerAxis, 1 + static_cast<int64_t>(std::sqrt(static_cast<double>(m))));
-  KeptGrid<T> grid(b, begin, end, max_axis, thr);
-  int64_t kept_count = 0;
-  for (int64_t j = begin; j < end && kept_count < limit; ++j) {
-    if (!b.active[j]) {
-      keep[j] = 1;  // inert: kept, suppresses nothing
+  // Each box asks the grid of the kept boxes (filed by corner, see nms_grid.h) whether one of
+  // them suppresses it, and joins it if not. The cost per box is the kept boxes near its
+  // corner: no N^2, no bitmask, no fork/join.
+  int64_t greedy_grid(const RankedBoxes<T>& b, int64_t begin, int64_t end, T thr,
+                      int64_t limit, uint8_t* keep) {
+    const int64_t m = end - begin;
+    const int64_t max_axis = std::min<int64_t>(
+        kMaxCellsPerAxis, 1 + static_cast<int64_t>(std::sqrt(static_cast<double>(m))));
+    grid_.reset(b, begin, end, max_axis, thr);
+    int64_t kept_count = 0;
+    for (int64_t j = begin; j < end && kept_count < limit; ++j) {
+      if (!b.active[j]) {
+        keep[j] = 1;
+        ++kept_count;
+        continue;
+      }
+      if (grid_.any_above(b.x1[j], b.y1[j], b.x2[j], b.y2[j], b.area[j], thr)) {
+        continue;
+      }
+      keep[j] = 1;
       ++kept_count;
-      continue;
+      grid_.insert(b.x1[j], b.y1[j], b.x2[j], b.y2[j], b.area[j]);
     }
-    if (grid.any_above(b.x1[j], b.y1[j], b.x2[j], b.y2[j], b.area[j], thr)) {
-      continue;
-    }
-    keep[j] = 1;
-    ++kept_count;
-    grid.insert(b.x1[j], b.y1[j], b.x2[j], b.y2[j], b.area[j]);
+    return kept_count;
   }
-  return kept_count;
-}
 
-template <typename T>
-void greedy_group(
-    const RankedBoxes<T>& b, int64_t begin, int64_t end, T thr, int64_t limit, uint8_t* keep) {
-  if (end - begin <= kSmallGroup) {
-    greedy_small(b, begin, end, thr, keep);
-  } else {
-    greedy_sequential(b, begin, end, thr, limit, keep);
-  }
-}
+  std::vector<int64_t> kept_;
+  KeptGrid<T> grid_;
+};
 
 // Ranks of the boxes that take part: input indices in decreasing score, ties in input order,
 // NaN last, cut to the scores above `score_threshold` when one is given.
@@ -181,8 +198,8 @@ std::vector<uint8_t> keep_single(
   using T = at::opmath_type<scalar_t>;
   const int64_t n = static_cast<int64_t>(order.size());
   std::vector<uint8_t> keep(n, 0);
-  const Columns<T> cols = gather_columns<scalar_t, T>(boxes, order, n);
-  greedy_group(cols.view(), 0, n, threshold_in<T>(iou_threshold), limit, keep.data());
+  const Columns<T> cols = gather_columns<scalar_t, T>(boxes, order, n, kParallelWork);
+  GroupSolver<T>().run(cols.view(), 0, n, threshold_in<T>(iou_threshold), limit, keep.data());
   return keep;
 }
 
@@ -205,7 +222,8 @@ std::vector<uint8_t> keep_batched(
   for (int64_t p = 0; p < n; ++p) {
     pick[p] = order[by_group[p]];
   }
-  const Columns<T> cols = gather_columns<scalar_t, T>(boxes, pick, n);
+  // The threads are about to be used for the groups anyway.
+  const Columns<T> cols = gather_columns<scalar_t, T>(boxes, pick, n, kParallelGroups);
   const RankedBoxes<T> view = cols.view();
   const T thr = threshold_in<T>(iou_threshold);
 
@@ -218,16 +236,20 @@ std::vector<uint8_t> keep_batched(
   starts.push_back(n);
   const int64_t groups = static_cast<int64_t>(starts.size()) - 1;
   std::vector<uint8_t> keep_pos(n, 0);
-  const int64_t no_limit = n;
-  auto run_groups = [&](int64_t first, int64_t last) {
-    for (int64_t g = first; g < last; ++g) {
-      greedy_group(view, starts[g], starts[g + 1], thr, no_limit, keep_pos.data());
+  // Threads split the boxes evenly and each resolves the groups that start in its share: the
+  // work divides by boxes, not by groups (one group is never split, so a group larger than a
+  // share leaves the other threads idle for part of the time).
+  auto run_share = [&](int64_t share_begin, int64_t share_end) {
+    GroupSolver<T> solver;
+    int64_t g = std::lower_bound(starts.begin(), starts.end() - 1, share_begin) - starts.begin();
+    for (; g < groups && starts[g] < share_end; ++g) {
+      solver.run(view, starts[g], starts[g + 1], thr, n, keep_pos.data());
     }
   };
-  if (n >= kParallelWork) {
-    at::parallel_for(0, groups, 1, run_groups);
+  if (groups > 1 && n >= kParallelGroups) {
+    at::parallel_for(0, n, kParallelGroups / 2, run_share);
   } else {
-    run_groups(0, groups);
+    run_share(0, n);
   }
   std::vector<uint8_t> keep(n, 0);
   for (int64_t p = 0; p < n; ++p) {

@@ -22,20 +22,33 @@ void radix_sort_stable(std::vector<Key>& keys, std::vector<Item>& items) {
   if (n < 2) {
     return;
   }
+  // Digits above the highest bit in which keys differ are the same for every key: no
+  // histogram, no pass (group ids use a few of their 64 bits).
+  Key varying = 0;
+  for (size_t i = 0; i < n; ++i) {
+    varying |= keys[i] ^ keys[0];
+  }
+  int passes = 0;
+  while (passes < kPasses && (varying >> (passes * kBits)) != 0) {
+    ++passes;
+  }
+  if (passes == 0) {
+    return;
+  }
   std::vector<Key> keys_tmp(n);
   std::vector<Item> items_tmp(n);
-  std::vector<std::array<size_t, kBuckets>> counts(kPasses);
+  std::vector<std::array<size_t, kBuckets>> counts(passes);
   for (auto& c : counts) {
     c.fill(0);
   }
   // One read of the keys builds every pass's histogram.
   for (size_t i = 0; i < n; ++i) {
     const Key k = keys[i];
-    for (int p = 0; p < kPasses; ++p) {
+    for (int p = 0; p < passes; ++p) {
       ++counts[p][(k >> (p * kBits)) & (kBuckets - 1)];
     }
   }
-  for (int p = 0; p < kPasses; ++p) {
+  for (int p = 0; p < passes; ++p) {
     auto& c = counts[p];
     const int shift = p * kBits;
     if (c[(keys[0] >> shift) & (kBuckets - 1)] == n) {
