@@ -2,8 +2,9 @@
 
 * Puts the repository root on ``sys.path`` so that ``import reference`` works when the suite is
   run from anywhere (``frcnn_fast.reference`` is the installed copy; the tests use that one).
-* Registers the hypothesis profiles ``ci`` (default, reproducible) and ``dev`` (more examples);
-  pick one with ``HYPOTHESIS_PROFILE=dev python -m pytest tests``.
+* Registers the hypothesis profiles ``ci`` (default, reproducible), ``dev`` (more examples) and
+  ``quick`` (``ci`` with 5 examples, for runs under slow tools such as compute-sanitizer); pick
+  one with ``HYPOTHESIS_PROFILE=dev python -m pytest tests``.
 * Registers the ``cuda`` marker. CUDA tests are skipped only when no GPU is visible; a missing or
   broken ``frcnn_fast._C`` is never a reason to skip (the test modules import it at top level).
 * Runs every test marked ``on_cuda_emu`` (the ``cuda_emu`` device of ``helpers.DEVICES``) inside
@@ -42,6 +43,11 @@ settings.register_profile(
     print_blob=True,
     # the function-scoped fixture is the emulated-CUDA routing, meant to span all examples
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(
+    "quick",
+    parent=settings.get_profile("ci"),
+    max_examples=5,
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
