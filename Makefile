@@ -1,5 +1,7 @@
 # make test     : set up .venv, build the extension and the emulated CUDA build, run all tests
 # make bench    : set up .venv, build the extension, run the benchmark suite
+# make lint     : ruff (lint + format check), clang-format and hygiene hooks via pre-commit
+# make format   : rewrite the tree in the house style (ruff format/fix, clang-format)
 # make sanitize : the emulated CUDA kernels' tests under ASan+UBSan, then under TSan
 # All reuse what exists: the venv is rebuilt only when requirements-dev.txt changes, and
 # ninja recompiles only the sources that changed.
@@ -14,7 +16,7 @@ export CUDA_HOME ?= /usr/local/cuda
 endif
 export MAX_JOBS ?= 2
 
-.PHONY: test bench build emu sanitize env clean
+.PHONY: test bench build emu sanitize env clean lint format
 
 $(VENV)/.installed: requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -56,6 +58,18 @@ sanitize: build
 	$(TSAN_ENV) setarch $$(uname -m) -R $(PY) -m tests.cuda_emu.build --variant thread
 	$(TSAN_ENV) setarch $$(uname -m) -R $(PY) -m tests.cuda_emu.canaries thread
 	$(TSAN_ENV) setarch $$(uname -m) -R $(PY) -m pytest $(SANITIZE_TESTS) -m "cuda_emu and not deliberate_race"
+
+# Hooks are 'language: system': they run the venv's pinned tools, so the venv goes first on PATH.
+LINT_PATH = PATH="$(abspath $(VENV))/bin:$$PATH"
+CXX_SOURCES = git ls-files -z '*.cpp' '*.h' '*.cu' '*.cuh'
+
+lint: env
+	$(LINT_PATH) pre-commit run --all-files --show-diff-on-failure
+
+format: env
+	$(LINT_PATH) ruff check --fix --exit-zero .
+	$(LINT_PATH) ruff format .
+	$(CXX_SOURCES) | $(LINT_PATH) xargs -0 clang-format -i
 
 bench: build
 	$(PY) -m benchmarks

@@ -4,6 +4,7 @@ CUDA is compiled when torch is a CUDA build and nvcc is found (a visible GPU is 
 or when FORCE_CUDA=1; FRCNN_FAST_CPU_ONLY=1 turns it off. TORCH_CUDA_ARCH_LIST overrides the
 default architectures.
 """
+
 import glob
 import os
 import shutil

@@ -13,6 +13,7 @@ a mismatch or an error is reported and makes the exit status 1 (2 for a usage/se
 Results go to ``<out>/bench-<device>.{json,md,png}`` (``<device>`` is ``cpu`` without a GPU,
 else the GPU name, e.g. ``nvidia-h100-80gb-hbm3``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,12 @@ from . import report
 from .registry import IMPLS, all_ops
 from .runner import FAILED, REPO_ROOT, load_libraries, run
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
 DEFAULT_MIN_RUN_TIME = 0.5
 QUICK_MIN_RUN_TIME = 0.05
 
@@ -41,19 +47,47 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m benchmarks",
         description="Benchmark frcnn_fast (NumPy reference, C++ CPU and CUDA kernels) against torchvision.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="implementations: " + ", ".join(IMPLS) + " ('torchvision' = both torchvision-cpu and torchvision-cuda)",
+        epilog="implementations: "
+        + ", ".join(IMPLS)
+        + " ('torchvision' = both torchvision-cpu and torchvision-cuda)",
     )
-    p.add_argument("--ops", type=_csv, default=None, help="comma-separated op or family names (default: all)")
-    p.add_argument("--impls", type=_csv, default=None, help="comma-separated implementations (default: all available)")
-    p.add_argument("--quick", action="store_true", help=f"min_run_time {QUICK_MIN_RUN_TIME}s instead of {DEFAULT_MIN_RUN_TIME}s")
-    p.add_argument("--min-run-time", type=float, default=None, help="seconds per measurement (overrides --quick)")
+    p.add_argument(
+        "--ops", type=_csv, default=None, help="comma-separated op or family names (default: all)"
+    )
+    p.add_argument(
+        "--impls",
+        type=_csv,
+        default=None,
+        help="comma-separated implementations (default: all available)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"min_run_time {QUICK_MIN_RUN_TIME}s instead of {DEFAULT_MIN_RUN_TIME}s",
+    )
+    p.add_argument(
+        "--min-run-time",
+        type=float,
+        default=None,
+        help="seconds per measurement (overrides --quick)",
+    )
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="input dtype (default float32)")
+    p.add_argument(
+        "--dtype", choices=sorted(DTYPES), default="float32", help="input dtype (default float32)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the generated boxes (default 0)")
-    p.add_argument("--check", action="store_true", help="also require every output to match the cpu kernel's")
-    p.add_argument("--check-only", action="store_true", help="verify outputs, time nothing, write no files")
-    p.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results", help="output directory")
-    p.add_argument("--tag", default="", help="suffix of the output file names (bench-<device>-<tag>.*)")
+    p.add_argument(
+        "--check", action="store_true", help="also require every output to match the cpu kernel's"
+    )
+    p.add_argument(
+        "--check-only", action="store_true", help="verify outputs, time nothing, write no files"
+    )
+    p.add_argument(
+        "--out", type=Path, default=REPO_ROOT / "benchmarks" / "results", help="output directory"
+    )
+    p.add_argument(
+        "--tag", default="", help="suffix of the output file names (bench-<device>-<tag>.*)"
+    )
     p.add_argument("--no-plot", action="store_true", help="do not write the .png")
     p.add_argument("--list", action="store_true", help="list ops and cases, then exit")
     return p
@@ -78,7 +112,9 @@ def select_impls(names: Optional[List[str]], cuda_ok: bool, log) -> List[str]:
         elif n in IMPLS:
             wanted.append(n)
         else:
-            raise SystemExit(f"error: unknown implementation {n!r}; choose from {list(IMPLS)} or 'torchvision'")
+            raise SystemExit(
+                f"error: unknown implementation {n!r}; choose from {list(IMPLS)} or 'torchvision'"
+            )
     if not cuda_ok:
         dropped = [i for i in wanted if i.endswith("cuda")]
         if dropped and names:
@@ -132,11 +168,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     meta = report.collect_metadata(libs, threads=args.threads, dtype=dtype, settings=settings)
     log(report.header_line(meta).replace("**", ""))
-    log(f"ops: {', '.join(op.name for op in ops)} | impls: {', '.join(impls)} | min_run_time {min_run_time}s\n")
+    log(
+        f"ops: {', '.join(op.name for op in ops)} | impls: {', '.join(impls)} | min_run_time {min_run_time}s\n"
+    )
 
     load = meta["device"].get("load_average_at_start")
     if load is not None and load > 0.5 * (os.cpu_count() or 1):
-        log(f"warning: load average {load} on {os.cpu_count()} cores: other processes will make CPU timings noisy\n")
+        log(
+            f"warning: load average {load} on {os.cpu_count()} cores: other processes will make CPU timings noisy\n"
+        )
     start = timeit.default_timer()
     results = run(
         ops,
@@ -178,7 +218,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             from .plot import plot_results
 
             png_path = args.out / f"{stem}.png"
-            if plot_results(png_path, ops, results, title=report.header_line(meta).replace("**", "")):
+            if plot_results(
+                png_path, ops, results, title=report.header_line(meta).replace("**", "")
+            ):
                 written.append(png_path)
         log("wrote " + ", ".join(str(p) for p in written))
 

@@ -5,6 +5,7 @@ float32 and so are their differences (widths), so threshold ops such as ``remove
 have one right answer. For float16/bfloat16 runs the runner gives the reference the values
 as rounded to that dtype (still multiples of 1/64), so the same holds there.
 """
+
 from __future__ import annotations
 
 import math
@@ -57,13 +58,17 @@ def jitter_boxes(rng, boxes, centre_sigma=0.1, log_size_sigma=0.2):
     return out
 
 
-def grid_anchors_np(height, width, stride, sizes=(128, 256, 512), ratios=(0.5, 1.0, 2.0), offset=0.5):
+def grid_anchors_np(
+    height, width, stride, sizes=(128, 256, 512), ratios=(0.5, 1.0, 2.0), offset=0.5
+):
     """The seeds' anchors from the NumPy reference (checked against DESIGN's golden vectors),
     quantized. ``[H*W*A, 4]``."""
     return quantize(reference.generate_anchors((height, width), stride, sizes, ratios, offset))
 
 
-def random_deltas(rng, n, k=1, weights=(1.0, 1.0, 1.0, 1.0), sigma=(0.1, 0.1, 0.2, 0.2), clamp_frac=0.01):
+def random_deltas(
+    rng, n, k=1, weights=(1.0, 1.0, 1.0, 1.0), sigma=(0.1, 0.1, 0.2, 0.2), clamp_frac=0.01
+):
     """``[n, 4*k]`` regression outputs as a trained head emits them (already scaled by ``weights``).
 
     A fraction ``clamp_frac`` of the size deltas is made large enough to hit the decode clamp.

@@ -1,4 +1,5 @@
 """Time vs size per implementation, one log-log subplot per op (matplotlib, Agg backend)."""
+
 from __future__ import annotations
 
 import math
@@ -17,7 +18,9 @@ STYLE = {
 }
 
 
-def plot_results(path: Path, ops: Sequence[OpBench], results: Sequence[Result], title: str = "") -> bool:
+def plot_results(
+    path: Path, ops: Sequence[OpBench], results: Sequence[Result], title: str = ""
+) -> bool:
     """Write the figure; returns False when there is nothing to plot."""
     import matplotlib
 
@@ -33,7 +36,9 @@ def plot_results(path: Path, ops: Sequence[OpBench], results: Sequence[Result], 
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.9 * nrows), squeeze=False)
     for ax, op in zip(axes.flat, ops):
         for impl in IMPLS:
-            pts = sorted((r.size, r.timing.median_ms) for r in timed if r.op == op.name and r.impl == impl)
+            pts = sorted(
+                (r.size, r.timing.median_ms) for r in timed if r.op == op.name and r.impl == impl
+            )
             if pts:
                 xs, ys = zip(*pts)
                 ax.plot(xs, ys, label=impl, markersize=5, linewidth=1.3, **STYLE.get(impl, {}))
@@ -45,7 +50,7 @@ def plot_results(path: Path, ops: Sequence[OpBench], results: Sequence[Result], 
         ax.grid(True, which="major", alpha=0.35)
         ax.grid(True, which="minor", alpha=0.12)
         ax.legend(fontsize=7, loc="upper left")
-    for ax in list(axes.flat)[len(ops):]:
+    for ax in list(axes.flat)[len(ops) :]:
         ax.set_visible(False)
     if title:
         fig.suptitle(title, fontsize=9)

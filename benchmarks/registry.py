@@ -15,6 +15,7 @@ frcnn         torch tensors (``frcnn_fast.<op>``)      ``cpu`` / ``cuda`` (by te
 torchvision   torch tensors (torchvision equivalent)   ``torchvision-cpu`` / ``torchvision-cuda``
 ============  ======================================  =====================================
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -100,7 +101,9 @@ class OpBench:
     trusted: Optional[Callable[[Context], Thunk]] = None
 
     def factory(self, kind: str) -> Optional[Callable[[Context], Thunk]]:
-        return {"reference": self.reference, "frcnn": self.frcnn, "torchvision": self.torchvision}[kind]
+        return {"reference": self.reference, "frcnn": self.frcnn, "torchvision": self.torchvision}[
+            kind
+        ]
 
 
 _REGISTRY: Dict[str, OpBench] = {}
@@ -119,7 +122,9 @@ def all_ops() -> List[OpBench]:
     return sorted(_REGISTRY.values(), key=lambda o: (o.order, o.name))
 
 
-def allclose_compare(actual: np.ndarray, expected: np.ndarray, rtol: float, atol: float) -> Optional[str]:
+def allclose_compare(
+    actual: np.ndarray, expected: np.ndarray, rtol: float, atol: float
+) -> Optional[str]:
     """Default comparison: same shape, ``|a - e| <= atol + rtol * |e|`` everywhere (NaNs equal)."""
     actual = np.asarray(actual)
     expected = np.asarray(expected)
@@ -143,7 +148,9 @@ def allclose_compare(actual: np.ndarray, expected: np.ndarray, rtol: float, atol
     )
 
 
-def exact_compare(actual: np.ndarray, expected: np.ndarray, rtol: float, atol: float) -> Optional[str]:
+def exact_compare(
+    actual: np.ndarray, expected: np.ndarray, rtol: float, atol: float
+) -> Optional[str]:
     """For integer results (indices): identical shape and values."""
     actual = np.asarray(actual)
     expected = np.asarray(expected)
@@ -160,4 +167,3 @@ def fmt_count(n: float) -> str:
     if float(n).is_integer():
         return f"{int(n):,}"
     return f"{n:g}"
-

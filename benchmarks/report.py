@@ -1,4 +1,5 @@
 """Run metadata, the per-op tables (console and markdown) and the JSON/markdown result files."""
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -110,7 +111,11 @@ def header_line(meta: dict) -> str:
     frcnn = v.get("frcnn_fast") or "n/a"
     info = v.get("frcnn_fast_build_info")
     if isinstance(info, dict) and info.get("backends"):
-        frcnn += f" [{', '.join(info['backends'])}" + (f", CUDA {info['cuda_version']}" if info.get("cuda_version") else "") + "]"
+        frcnn += (
+            f" [{', '.join(info['backends'])}"
+            + (f", CUDA {info['cuda_version']}" if info.get("cuda_version") else "")
+            + "]"
+        )
     return (
         f"**{dev}** · {s['dtype']} · frcnn_fast {frcnn} · torch {v['torch']} · torchvision {v['torchvision']} "
         f"· numpy {v['numpy']} · Python {v['python']} · {meta['timestamp']}"
@@ -166,7 +171,13 @@ def markdown_table(rows: List[List[str]]) -> str:
             out.append(c.ljust(w) if i == 0 else c.rjust(w))
         return "| " + " | ".join(out) + " |"
 
-    sep = "|" + "|".join(("-" * (w + 1) + ":") if i else (":" + "-" * (w + 1)) for i, w in enumerate(widths)) + "|"
+    sep = (
+        "|"
+        + "|".join(
+            ("-" * (w + 1) + ":") if i else (":" + "-" * (w + 1)) for i, w in enumerate(widths)
+        )
+        + "|"
+    )
     return "\n".join([line(rows[0]), sep] + [line(r) for r in rows[1:]])
 
 
@@ -200,18 +211,27 @@ def inexact_note(meta: dict, results: Sequence[Result]) -> str:
     )
 
 
-def markdown_document(meta: dict, ops: Sequence[OpBench], results: Sequence[Result], impls: Sequence[str]) -> str:
+def markdown_document(
+    meta: dict, ops: Sequence[OpBench], results: Sequence[Result], impls: Sequence[str]
+) -> str:
     lines = [header_line(meta), "", LEGEND, ""]
     load, cores = meta["device"].get("load_average_at_start"), meta["device"].get("cpu_count") or 1
     if load is not None and load > 0.5 * cores:
-        lines += [f"Warning: measured with a load average of {load} on {cores} cores; CPU figures are noisy.", ""]
+        lines += [
+            f"Warning: measured with a load average of {load} on {cores} cores; CPU figures are noisy.",
+            "",
+        ]
     lines += [render_tables(ops, results, impls), ""]
     note = inexact_note(meta, results)
     if note:
         lines += [note, ""]
     failures = [r for r in results if r.status in FAILED]
     if failures:
-        lines += ["**Failures:**", ""] + [f"- `{r.op}` {r.case} `{r.impl}`: {r.status}: {r.message}" for r in failures] + [""]
+        lines += (
+            ["**Failures:**", ""]
+            + [f"- `{r.op}` {r.case} `{r.impl}`: {r.status}: {r.message}" for r in failures]
+            + [""]
+        )
     return "\n".join(lines)
 
 
@@ -225,4 +245,3 @@ def write_json(path: Path, meta: dict, results: Sequence[Result]) -> None:
 
 def write_markdown(path: Path, text: str) -> None:
     path.write_text(text)
-

@@ -1,4 +1,5 @@
 """Runs op x case x implementation: build inputs, check each output once, then time it."""
+
 from __future__ import annotations
 
 import sys
@@ -97,7 +98,9 @@ def load_libraries(need_frcnn: bool) -> Libraries:
             sys.path.append(str(REPO_ROOT))
         import reference  # noqa: F811  (repo-root copy of the NumPy reference)
 
-        notes.append(f"using the NumPy reference from {REPO_ROOT / 'reference'} (frcnn_fast: {frcnn_error})")
+        notes.append(
+            f"using the NumPy reference from {REPO_ROOT / 'reference'} (frcnn_fast: {frcnn_error})"
+        )
     return Libraries(reference=reference, frcnn=frcnn, notes=notes)
 
 
@@ -159,12 +162,16 @@ def run(
         op_atol = atol * op.atol_scale
         for case in op.cases:
             arrays = op.make_inputs(case, rng_for(seed, op.name, case.label))
-            cpu_tensors = {k: torch.from_numpy(np.ascontiguousarray(v)).to(dtype) for k, v in arrays.items()}
+            cpu_tensors = {
+                k: torch.from_numpy(np.ascontiguousarray(v)).to(dtype) for k, v in arrays.items()
+            }
             ref_inputs = reference_arrays(cpu_tensors)
             inputs_on: Dict[str, Dict[str, torch.Tensor]] = {"cpu": cpu_tensors}
 
             # The expected output (and, when "reference" is benchmarked, its first call).
-            ref_ctx = Context(case=case, inputs=ref_inputs, lib=libs.reference, device=None, dtype=dtype)
+            ref_ctx = Context(
+                case=case, inputs=ref_inputs, lib=libs.reference, device=None, dtype=dtype
+            )
             skip_reference = op.reference_max_size is not None and case.size > op.reference_max_size
             case_impls = [i for i in op_impls if not (skip_reference and i == "reference")]
             if skip_reference:
@@ -172,8 +179,16 @@ def run(
             try:
                 if skip_reference:
                     trusted_inputs = {k: t.to(torch.float64) for k, t in cpu_tensors.items()}
-                    ref_ctx = Context(case=case, inputs=trusted_inputs, lib=libs.frcnn, device=torch.device("cpu"), dtype=torch.float64)
-                    log(f"{op.name} {case.label}: reference skipped above {op.reference_max_size:,} (checked against {op.torchvision_name or 'a trusted path'})")
+                    ref_ctx = Context(
+                        case=case,
+                        inputs=trusted_inputs,
+                        lib=libs.frcnn,
+                        device=torch.device("cpu"),
+                        dtype=torch.float64,
+                    )
+                    log(
+                        f"{op.name} {case.label}: reference skipped above {op.reference_max_size:,} (checked against {op.torchvision_name or 'a trusted path'})"
+                    )
                 ref_thunk = (op.trusted if skip_reference else op.reference)(ref_ctx)
                 ref_out, ref_first_s = call_once(ref_thunk, None)
                 expected = to_numpy(ref_out)
@@ -181,15 +196,28 @@ def run(
                 log(traceback.format_exc(limit=-3).rstrip())
                 for impl in case_impls:
                     done += 1
-                    res = Result(op.name, op.family, case.label, case.size, op.size_unit, impl, "error")
+                    res = Result(
+                        op.name, op.family, case.label, case.size, op.size_unit, impl, "error"
+                    )
                     res.message = f"the reference failed, nothing to check against: {type(exc).__name__}: {exc}"
                     log(_progress_line(done, total, res))
                     results.append(res)
                 continue
             cpu_out: Optional[np.ndarray] = None
-            if check_against_cpu and "cpu" not in op_impls and libs.frcnn is not None and op.frcnn is not None:
+            if (
+                check_against_cpu
+                and "cpu" not in op_impls
+                and libs.frcnn is not None
+                and op.frcnn is not None
+            ):
                 try:  # --check without timing "cpu": still compute its answer once
-                    ctx = Context(case=case, inputs=cpu_tensors, lib=libs.frcnn, device=torch.device("cpu"), dtype=dtype)
+                    ctx = Context(
+                        case=case,
+                        inputs=cpu_tensors,
+                        lib=libs.frcnn,
+                        device=torch.device("cpu"),
+                        dtype=dtype,
+                    )
                     cpu_out = to_numpy(op.frcnn(ctx)())
                 except Exception:
                     log(traceback.format_exc(limit=-3).rstrip())
@@ -205,7 +233,9 @@ def run(
                         if dev not in inputs_on:
                             inputs_on[dev] = {k: t.to(device) for k, t in cpu_tensors.items()}
                         lib = libs.frcnn if kind == "frcnn" else None
-                        ctx = Context(case=case, inputs=inputs_on[dev], lib=lib, device=device, dtype=dtype)
+                        ctx = Context(
+                            case=case, inputs=inputs_on[dev], lib=lib, device=device, dtype=dtype
+                        )
                         thunk = op.factory(kind)(ctx)
                         out, first_s = call_once(thunk, device)
                         actual = to_numpy(out)
@@ -213,7 +243,12 @@ def run(
                         problem = compare(actual, representable(expected, out_dtype), rtol, op_atol)
                         if problem is None and impl == "cpu":
                             cpu_out = actual
-                        if problem is None and check_against_cpu and impl != "cpu" and cpu_out is not None:
+                        if (
+                            problem is None
+                            and check_against_cpu
+                            and impl != "cpu"
+                            and cpu_out is not None
+                        ):
                             vs_cpu = compare(actual, cpu_out, rtol, op_atol)
                             if vs_cpu is not None:
                                 problem = f"differs from the cpu kernel: {vs_cpu}"
@@ -226,7 +261,12 @@ def run(
                     res.first_call_ms = first_s * 1e3
                     if res.status in ("ok", "inexact") and time_it:
                         res.timing = measure(
-                            thunk, device, threads, min_run_time, first_s, label=f"{op.name} {case.label}"
+                            thunk,
+                            device,
+                            threads,
+                            min_run_time,
+                            first_s,
+                            label=f"{op.name} {case.label}",
                         )
                 except Exception as exc:  # report, keep going, exit non-zero at the end
                     res.status = "error"

@@ -6,6 +6,7 @@ asynchronous launch is never timed as if it had finished. Measurements use
 clock reads, the block size chosen so that the clock overhead is negligible) and report the
 median over blocks. Nothing here uses ``time.time()``.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -46,7 +47,12 @@ def call_once(fn: Callable[[], Any], device: Optional[torch.device]) -> Tuple[An
     return out, clock() - start
 
 
-def warm_up(fn: Callable[[], Any], device: Optional[torch.device], max_calls: int = 3, max_time_s: float = 0.25) -> int:
+def warm_up(
+    fn: Callable[[], Any],
+    device: Optional[torch.device],
+    max_calls: int = 3,
+    max_time_s: float = 0.25,
+) -> int:
     """A few untimed calls (caches, allocator, lazy CUDA module loading). Returns the count."""
     clock = make_clock(device)
     start = clock()
@@ -94,7 +100,9 @@ def measure(
         return _summary(times, 1, "single-calls")
 
     warm_up(fn, device)
-    timer = tbench.Timer(stmt="fn()", globals={"fn": fn}, timer=clock, num_threads=threads, label=label)
+    timer = tbench.Timer(
+        stmt="fn()", globals={"fn": fn}, timer=clock, num_threads=threads, label=label
+    )
     m = timer.blocked_autorange(min_run_time=min_run_time)
     times = list(m.times)
     # A call of tens of ms gives blocked_autorange only one or two blocks: add a few more blocks
@@ -106,7 +114,9 @@ def measure(
     return _summary(times, m.number_per_run, "blocked_autorange")
 
 
-def timed_block(fn: Callable[[], Any], clock: Callable[[], float], number: int, threads: int) -> float:
+def timed_block(
+    fn: Callable[[], Any], clock: Callable[[], float], number: int, threads: int
+) -> float:
     """Seconds per call of ``number`` back-to-back calls between two (synchronised) clock reads,
     exactly like one block of ``blocked_autorange``."""
     previous = torch.get_num_threads()

@@ -13,8 +13,7 @@ namespace {
 
 void check_weights(c10::ArrayRef<double> weights) {
   TORCH_CHECK(
-      weights.size() == 4, "weights must have 4 entries (wx, wy, ww, wh), got ",
-      weights.size());
+      weights.size() == 4, "weights must have 4 entries (wx, wy, ww, wh), got ", weights.size());
   for (double w : weights) {
     TORCH_CHECK(std::isfinite(w) && w != 0, "weights must be finite and non-zero, got ", weights);
   }

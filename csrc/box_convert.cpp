@@ -15,8 +15,7 @@ int parse_format(const std::string& fmt, const char* name) {
   if (fmt == "yxyx") return kYXYX;
   if (fmt == "xywh") return kXYWH;
   if (fmt == "cxcywh") return kCXCYWH;
-  TORCH_CHECK(
-      false, name, " must be one of 'xyxy', 'yxyx', 'xywh', 'cxcywh', got '", fmt, "'");
+  TORCH_CHECK(false, name, " must be one of 'xyxy', 'yxyx', 'xywh', 'cxcywh', got '", fmt, "'");
 }
 
 }  // namespace
@@ -29,8 +28,7 @@ std::pair<int, int> check_box_convert_inputs(
 
 TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {
   m.def(
-      "box_convert(Tensor boxes, str in_fmt, str out_fmt) -> Tensor",
-      {at::Tag::pt2_compliant_tag});
+      "box_convert(Tensor boxes, str in_fmt, str out_fmt) -> Tensor", {at::Tag::pt2_compliant_tag});
 }
 
 }  // namespace frcnn_fast

@@ -22,8 +22,7 @@ void check_box_iou_aligned_inputs(const at::Tensor& boxes1, const at::Tensor& bo
 
 TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {
   m.def("box_iou(Tensor boxes1, Tensor boxes2) -> Tensor", {at::Tag::pt2_compliant_tag});
-  m.def(
-      "box_iou_aligned(Tensor boxes1, Tensor boxes2) -> Tensor", {at::Tag::pt2_compliant_tag});
+  m.def("box_iou_aligned(Tensor boxes1, Tensor boxes2) -> Tensor", {at::Tag::pt2_compliant_tag});
 }
 
 }  // namespace frcnn_fast

@@ -3,4 +3,4 @@
 namespace frcnn_fast {
 void check_box_iou_inputs(const at::Tensor& boxes1, const at::Tensor& boxes2);
 void check_box_iou_aligned_inputs(const at::Tensor& boxes1, const at::Tensor& boxes2);
-}
+}  // namespace frcnn_fast

@@ -11,8 +11,7 @@ namespace frcnn_fast {
 
 void check_clip_boxes_inputs(const at::Tensor& boxes, double height, double width) {
   check_boxes(boxes, "boxes");
-  TORCH_CHECK(
-      std::isfinite(height) && height >= 0, "height must be finite and >= 0, got ", height);
+  TORCH_CHECK(std::isfinite(height) && height >= 0, "height must be finite and >= 0, got ", height);
   TORCH_CHECK(std::isfinite(width) && width >= 0, "width must be finite and >= 0, got ", width);
 }
 

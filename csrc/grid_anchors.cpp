@@ -14,8 +14,8 @@
 namespace frcnn_fast {
 
 void check_grid_anchors_inputs(
-    const at::Tensor& base_anchors, int64_t height, int64_t width, double stride_y,
-    double stride_x, double offset) {
+    const at::Tensor& base_anchors, int64_t height, int64_t width, double stride_y, double stride_x,
+    double offset) {
   check_boxes_2d(base_anchors, "base_anchors");
   TORCH_CHECK(height >= 0, "height (feature map rows) must be >= 0, got ", height);
   TORCH_CHECK(width >= 0, "width (feature map columns) must be >= 0, got ", width);
@@ -26,8 +26,8 @@ void check_grid_anchors_inputs(
       c10::mul_overflows(numel, static_cast<uint64_t>(width), &numel) ||
       numel > static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
   TORCH_CHECK(
-      !overflows, "height * width * num_anchors is too large: height=", height,
-      ", width=", width, ", num_anchors=", base_anchors.size(0));
+      !overflows, "height * width * num_anchors is too large: height=", height, ", width=", width,
+      ", num_anchors=", base_anchors.size(0));
   TORCH_CHECK(
       std::isfinite(stride_y) && stride_y > 0, "stride_y must be finite and > 0, got ", stride_y);
   TORCH_CHECK(

@@ -31,8 +31,7 @@ void check_batched_nms_inputs(
   TORCH_CHECK(idxs.defined(), "idxs must be a defined tensor");
   TORCH_CHECK(
       idxs.dim() == 1 && idxs.size(0) == boxes.size(0),
-      "idxs must have shape [N] with N = boxes.size(0) = ", boxes.size(0), ", got ",
-      idxs.sizes());
+      "idxs must have shape [N] with N = boxes.size(0) = ", boxes.size(0), ", got ", idxs.sizes());
   TORCH_CHECK(
       at::isIntegralType(idxs.scalar_type(), /*includeBool=*/false),
       "idxs must be an integer tensor, got ", idxs.scalar_type());

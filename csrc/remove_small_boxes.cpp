@@ -16,9 +16,7 @@ void check_remove_small_boxes_inputs(const at::Tensor& boxes, double min_size) {
 
 // The output length depends on the data: the fake kernel gives it a dynamic size.
 TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {
-  m.def(
-      "remove_small_boxes(Tensor boxes, float min_size) -> Tensor",
-      {at::Tag::pt2_compliant_tag});
+  m.def("remove_small_boxes(Tensor boxes, float min_size) -> Tensor", {at::Tag::pt2_compliant_tag});
 }
 
 }  // namespace frcnn_fast

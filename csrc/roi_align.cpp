@@ -22,7 +22,8 @@ void check_levels(const at::Tensor& levels, const at::Tensor& boxes, int64_t num
       levels.defined() && levels.dim() == 1 && levels.size(0) == boxes.size(0),
       "levels must have shape [K] = [", boxes.size(0), "], got ",
       levels.defined() ? levels.sizes() : at::IntArrayRef{});
-  TORCH_CHECK(levels.scalar_type() == at::kLong, "levels must be int64, got ", levels.scalar_type());
+  TORCH_CHECK(
+      levels.scalar_type() == at::kLong, "levels must be int64, got ", levels.scalar_type());
   TORCH_CHECK(
       levels.device() == boxes.device(), "levels and boxes must be on the same device, got ",
       levels.device(), " and ", boxes.device());

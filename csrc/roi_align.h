@@ -11,4 +11,4 @@ void check_roi_align_backward_inputs(
     const at::Tensor& grad, const at::Tensor& boxes, int64_t pooled_height, int64_t pooled_width,
     int64_t batch_size, int64_t channels);
 void check_levels(const at::Tensor& levels, const at::Tensor& boxes, int64_t num_levels);
-}
+}  // namespace frcnn_fast

@@ -29,26 +29,26 @@ inline void check_rois(const at::Tensor& boxes, const at::Tensor& input, const c
 
 inline void check_output_size(int64_t pooled_height, int64_t pooled_width) {
   TORCH_CHECK(
-      pooled_height > 0 && pooled_width > 0,
-      "output_size must be positive, got (", pooled_height, ", ", pooled_width, ")");
+      pooled_height > 0 && pooled_width > 0, "output_size must be positive, got (", pooled_height,
+      ", ", pooled_width, ")");
 }
 
 inline void check_spatial_scale(double spatial_scale, const char* name = "spatial_scale") {
   TORCH_CHECK(
-      std::isfinite(spatial_scale) && spatial_scale > 0, name,
-      " must be positive and finite, got ", spatial_scale);
+      std::isfinite(spatial_scale) && spatial_scale > 0, name, " must be positive and finite, got ",
+      spatial_scale);
 }
 
 // The gradient of a pooled map: [K, C, PH, PW] matching boxes and the pooled size.
 inline void check_pooled_grad(
     const at::Tensor& grad, const at::Tensor& boxes, int64_t channels, int64_t pooled_height,
     int64_t pooled_width) {
-  TORCH_CHECK(grad.defined() && grad.dim() == 4, "grad must have shape [K, C, PH, PW], got ",
-              grad.sizes());
+  TORCH_CHECK(
+      grad.defined() && grad.dim() == 4, "grad must have shape [K, C, PH, PW], got ", grad.sizes());
   check_floating(grad, "grad");
   TORCH_CHECK(
-      grad.size(0) == boxes.size(0) && grad.size(1) == channels &&
-          grad.size(2) == pooled_height && grad.size(3) == pooled_width,
+      grad.size(0) == boxes.size(0) && grad.size(1) == channels && grad.size(2) == pooled_height &&
+          grad.size(3) == pooled_width,
       "grad must have shape [", boxes.size(0), ", ", channels, ", ", pooled_height, ", ",
       pooled_width, "], got ", grad.sizes());
   check_same_dtype_device(grad, "grad", boxes, "boxes");

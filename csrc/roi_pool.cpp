@@ -27,8 +27,8 @@ void check_roi_pool_backward_inputs(
   check_pooled_grad(grad, boxes, channels, grad.size(2), grad.size(3));
   TORCH_CHECK(
       argmax.scalar_type() == at::kLong && argmax.sizes() == grad.sizes(),
-      "argmax must be int64 with the shape of grad ", grad.sizes(), ", got ",
-      argmax.scalar_type(), " ", argmax.sizes());
+      "argmax must be int64 with the shape of grad ", grad.sizes(), ", got ", argmax.scalar_type(),
+      " ", argmax.sizes());
   TORCH_CHECK(
       argmax.device() == grad.device(), "argmax and grad must be on the same device, got ",
       argmax.device(), " and ", grad.device());

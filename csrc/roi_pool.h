@@ -7,4 +7,4 @@ void check_roi_pool_inputs(
 void check_roi_pool_backward_inputs(
     const at::Tensor& grad, const at::Tensor& boxes, const at::Tensor& argmax, int64_t batch_size,
     int64_t channels, int64_t height, int64_t width);
-}
+}  // namespace frcnn_fast

@@ -3,6 +3,7 @@
 The ops are PyTorch custom ops (``torch.ops.frcnn_fast.*``) with C++ CPU and CUDA kernels; the
 functions here are thin wrappers with the same names as ``frcnn_fast.reference`` (NumPy).
 """
+
 import torch  # noqa: F401  (libtorch must be loaded before the extension)
 
 try:
@@ -13,8 +14,10 @@ except ImportError as exc:  # a broken build must fail loudly, never fall back s
         "Build it with `make build` (or `pip install --no-build-isolation -e .`)."
     ) from exc
 
-from . import _fake  # noqa: F401  (fake kernels for torch.compile / torch.export)
-from . import reference
+from . import (
+    _fake,  # noqa: F401  (fake kernels for torch.compile / torch.export)
+    reference,
+)
 from ._version import __version__
 from .detection.anchors import (
     AnchorGenerator,

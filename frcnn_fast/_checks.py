@@ -1,5 +1,6 @@
 """Argument checks done in Python, before a value reaches the dispatcher. Shape, dtype and
 device checks live in the C++ ops (csrc/*.cpp) so that every caller gets them."""
+
 import numbers
 
 import torch
@@ -11,7 +12,9 @@ def check_tensor(value, name):
 
 
 def check_number(value, name):
-    if isinstance(value, bool) or not isinstance(value, (numbers.Real, torch.SymInt, torch.SymFloat)):
+    if isinstance(value, bool) or not isinstance(
+        value, (numbers.Real, torch.SymInt, torch.SymFloat)
+    ):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     return value
 

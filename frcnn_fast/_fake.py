@@ -1,4 +1,5 @@
 """Fake (meta) kernels: output shapes and dtypes for torch.compile and torch.export."""
+
 import torch
 from torch.library import register_fake
 
@@ -71,6 +72,8 @@ def _nms_padded(boxes, scores, iou_threshold, max_output, score_threshold=None):
 @register_fake("frcnn_fast::batched_nms_padded")
 def _batched_nms_padded(boxes, scores, idxs, iou_threshold, max_output, score_threshold=None):
     return boxes.new_empty((max_output,), dtype=torch.int64), boxes.new_empty((), dtype=torch.int64)
+
+
 # ---- RoI pooling / RoIAlign: outputs follow the input's memory format (channels-last in,
 # channels-last out; see csrc/roi_checks.h use_channels_last).
 def _roi_format(x):
@@ -79,7 +82,9 @@ def _roi_format(x):
 
 
 def _pooled(x, k, ph, pw, dtype=None):
-    return x.new_empty((k, x.shape[1], ph, pw), dtype=dtype).contiguous(memory_format=_roi_format(x))
+    return x.new_empty((k, x.shape[1], ph, pw), dtype=dtype).contiguous(
+        memory_format=_roi_format(x)
+    )
 
 
 def _grad_map(grad, shape, channels_last):
@@ -90,35 +95,84 @@ def _grad_map(grad, shape, channels_last):
 @register_fake("frcnn_fast::roi_pool")
 def _roi_pool(input, boxes, spatial_scale, pooled_height, pooled_width, deterministic=False):
     k = boxes.shape[0]
-    return _pooled(input, k, pooled_height, pooled_width), _pooled(input, k, pooled_height, pooled_width, torch.int64)
+    return _pooled(input, k, pooled_height, pooled_width), _pooled(
+        input, k, pooled_height, pooled_width, torch.int64
+    )
 
 
 @register_fake("frcnn_fast::_roi_pool_backward")
-def _roi_pool_backward(grad, boxes, argmax, batch_size, channels, height, width, channels_last, deterministic):
+def _roi_pool_backward(
+    grad, boxes, argmax, batch_size, channels, height, width, channels_last, deterministic
+):
     return _grad_map(grad, (batch_size, channels, height, width), channels_last)
 
 
 @register_fake("frcnn_fast::roi_align")
-def _roi_align(input, boxes, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned, deterministic=False):
+def _roi_align(
+    input,
+    boxes,
+    spatial_scale,
+    pooled_height,
+    pooled_width,
+    sampling_ratio,
+    aligned,
+    deterministic=False,
+):
     return _pooled(input, boxes.shape[0], pooled_height, pooled_width)
 
 
 @register_fake("frcnn_fast::_roi_align_backward")
 def _roi_align_backward(
-    grad, boxes, spatial_scale, pooled_height, pooled_width, batch_size, channels, height, width,
-    sampling_ratio, aligned, channels_last, deterministic,
+    grad,
+    boxes,
+    spatial_scale,
+    pooled_height,
+    pooled_width,
+    batch_size,
+    channels,
+    height,
+    width,
+    sampling_ratio,
+    aligned,
+    channels_last,
+    deterministic,
 ):
     return _grad_map(grad, (batch_size, channels, height, width), channels_last)
 
 
 @register_fake("frcnn_fast::multilevel_roi_align")
-def _multilevel_roi_align(inputs, boxes, levels, spatial_scales, pooled_height, pooled_width, sampling_ratio, aligned, deterministic=False):
+def _multilevel_roi_align(
+    inputs,
+    boxes,
+    levels,
+    spatial_scales,
+    pooled_height,
+    pooled_width,
+    sampling_ratio,
+    aligned,
+    deterministic=False,
+):
     return _pooled(inputs[0], boxes.shape[0], pooled_height, pooled_width)
 
 
 @register_fake("frcnn_fast::_multilevel_roi_align_backward")
 def _multilevel_roi_align_backward(
-    grad, boxes, levels, spatial_scales, pooled_height, pooled_width, batch_size, channels, heights, widths,
-    sampling_ratio, aligned, channels_last, deterministic,
+    grad,
+    boxes,
+    levels,
+    spatial_scales,
+    pooled_height,
+    pooled_width,
+    batch_size,
+    channels,
+    heights,
+    widths,
+    sampling_ratio,
+    aligned,
+    channels_last,
+    deterministic,
 ):
-    return [_grad_map(grad, (batch_size, channels, h, w), channels_last) for h, w in zip(heights, widths)]
+    return [
+        _grad_map(grad, (batch_size, channels, h, w), channels_last)
+        for h, w in zip(heights, widths)
+    ]

@@ -4,6 +4,7 @@ NumPy only (no torch). Every function takes NumPy arrays (or things ``np.asarray
 computes in float64 and returns float64 (bool / int64 where the op says so). The index math
 mirrors the C++/CUDA kernels in ``csrc/`` line by line.
 """
+
 from .anchors import anchors_inside, base_anchors, generate_anchors, generate_anchors_multilevel
 from .boxes import (
     BOX_FORMATS,
@@ -17,7 +18,14 @@ from .boxes import (
     remove_small_boxes,
 )
 from .nms import batched_nms, batched_nms_padded, nms, nms_padded
-from .roi_align import fpn_levels, fpn_scale, multilevel_roi_align, multilevel_roi_align_backward, roi_align, roi_align_backward
+from .roi_align import (
+    fpn_levels,
+    fpn_scale,
+    multilevel_roi_align,
+    multilevel_roi_align_backward,
+    roi_align,
+    roi_align_backward,
+)
 from .roi_pool import roi_pool, roi_pool_backward, roi_pool_with_argmax
 
 __all__ = [

@@ -1,5 +1,6 @@
 """Shared helpers of the RoI references: the ``(batch_index, x1, y1, x2, y2)`` RoI format and the
 C-style rounding the kernels use."""
+
 import numpy as np
 
 
@@ -8,7 +9,10 @@ def as_rois(boxes, batch_size):
     ``[Ki, 4]`` arrays. Returns ``(batch_index[K] int64, coords[K, 4] float64)``."""
     if isinstance(boxes, (list, tuple)):
         parts = [np.asarray(b, dtype=np.float64).reshape(-1, 4) for b in boxes]
-        idx = np.concatenate([np.full(len(p), i, dtype=np.int64) for i, p in enumerate(parts)] or [np.zeros(0, np.int64)])
+        idx = np.concatenate(
+            [np.full(len(p), i, dtype=np.int64) for i, p in enumerate(parts)]
+            or [np.zeros(0, np.int64)]
+        )
         coords = np.concatenate(parts or [np.zeros((0, 4))], axis=0)
     else:
         rois = np.asarray(boxes, dtype=np.float64)
@@ -20,7 +24,9 @@ def as_rois(boxes, batch_size):
         idx = batch.astype(np.int64)
         coords = rois[:, 1:]
     if np.any((idx < 0) | (idx >= batch_size)):
-        raise ValueError(f"boxes batch index must be in [0, {batch_size}), got {idx[(idx < 0) | (idx >= batch_size)][:4]}")
+        raise ValueError(
+            f"boxes batch index must be in [0, {batch_size}), got {idx[(idx < 0) | (idx >= batch_size)][:4]}"
+        )
     return idx, coords
 
 

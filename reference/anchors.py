@@ -3,6 +3,7 @@
 Mirrors ``csrc/cpu/grid_anchors_kernel.cpp``: the kernel receives the base anchors and writes
 ``base[a] + shift(i, j)`` at row ``(i * W + j) * A + a``.
 """
+
 import math
 
 import numpy as np
@@ -50,7 +51,13 @@ def base_anchors(sizes=(128, 256, 512), aspect_ratios=(0.5, 1.0, 2.0), rounded=F
 
 
 def generate_anchors(
-    feature_size, stride, sizes=(128, 256, 512), aspect_ratios=(0.5, 1.0, 2.0), offset=0.5, *, rounded=False
+    feature_size,
+    stride,
+    sizes=(128, 256, 512),
+    aspect_ratios=(0.5, 1.0, 2.0),
+    offset=0.5,
+    *,
+    rounded=False,
 ):
     """All anchors of one feature map, ``[H * W * A, 4]``.
 

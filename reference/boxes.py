@@ -3,6 +3,7 @@
 Boxes are ``(x1, y1, x2, y2)`` in continuous pixel coordinates; width is ``x2 - x1`` (no +1).
 Mirrors ``csrc/common/box_math.h``.
 """
+
 import math
 
 import numpy as np

@@ -19,6 +19,7 @@ the IoU below in ``compute_dtype`` reproduces the kernels' IoU bit for bit. The 
 kernels turn the threshold into the largest ``compute_dtype`` value <= it, which gives the same
 answer for every ``compute_dtype`` IoU). So ties at the threshold resolve identically.
 """
+
 import numpy as np
 
 
@@ -37,7 +38,9 @@ def _as_inputs(boxes, scores, compute_dtype):
     dt = _compute_dtype(boxes, compute_dtype)
     scores = np.asarray(scores, dtype=np.float64)
     if scores.shape != (boxes.shape[0],):
-        raise ValueError(f"scores must have shape [N] with N = len(boxes) = {boxes.shape[0]}, got {scores.shape}")
+        raise ValueError(
+            f"scores must have shape [N] with N = len(boxes) = {boxes.shape[0]}, got {scores.shape}"
+        )
     return boxes.astype(dt), scores
 
 
@@ -65,7 +68,9 @@ def iou_one_to_many(box, others):
     h = np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1])
     inter = np.maximum(w, zero) * np.maximum(h, zero)
     area_a = np.maximum(box[2] - box[0], zero) * np.maximum(box[3] - box[1], zero)
-    area_b = np.maximum(others[:, 2] - others[:, 0], zero) * np.maximum(others[:, 3] - others[:, 1], zero)
+    area_b = np.maximum(others[:, 2] - others[:, 0], zero) * np.maximum(
+        others[:, 3] - others[:, 1], zero
+    )
     with np.errstate(over="ignore", invalid="ignore"):
         union = (area_a + area_b) - inter
         ratio = inter / np.where(union > zero, union, one)
@@ -114,7 +119,9 @@ def nms(boxes, scores, iou_threshold, compute_dtype=None):
 def _as_idxs(idxs, n):
     idxs = np.asarray(idxs)
     if idxs.shape != (n,) or not np.issubdtype(idxs.dtype, np.integer):
-        raise ValueError(f"idxs must be integers of shape [N] with N = {n}, got {idxs.dtype} {idxs.shape}")
+        raise ValueError(
+            f"idxs must be integers of shape [N] with N = {n}, got {idxs.dtype} {idxs.shape}"
+        )
     return idxs.astype(np.int64)
 
 

@@ -10,6 +10,7 @@ row weights of the bin's y samples and ``Ax[pw, col]`` likewise, the pooled map 
 ``Ay @ X @ Ax.T / count`` and its backward ``Ay.T @ G @ Ax / count``. The kernels evaluate the
 same samples one by one; only the order of the float additions differs.
 """
+
 import math
 
 import numpy as np
@@ -80,19 +81,34 @@ def _support(a):
     return slice(used[0], used[-1] + 1) if len(used) else slice(0, 0)
 
 
-def multilevel_roi_align(inputs, boxes, levels, output_size, spatial_scales, sampling_ratio=-1, aligned=False, geometry=np.float32):
+def multilevel_roi_align(
+    inputs,
+    boxes,
+    levels,
+    output_size,
+    spatial_scales,
+    sampling_ratio=-1,
+    aligned=False,
+    geometry=np.float32,
+):
     """RoIAlign of RoI ``k`` on feature map ``inputs[levels[k]]`` with ``spatial_scales[levels[k]]``.
     ``inputs``: list of ``[N, C, H_l, W_l]``. Returns ``[K, C, PH, PW]``."""
     xs = [np.asarray(x, dtype=np.float64) for x in inputs]
     n, c = xs[0].shape[:2]
     pooled = _pair(output_size)
     batch, coords = as_rois(boxes, n)
-    levels = np.zeros(len(batch), dtype=np.int64) if levels is None else np.asarray(levels, dtype=np.int64)
+    levels = (
+        np.zeros(len(batch), dtype=np.int64)
+        if levels is None
+        else np.asarray(levels, dtype=np.int64)
+    )
     out = np.zeros((len(batch), c, *pooled))
     for r in range(len(batch)):
         x = xs[levels[r]]
         h, w = x.shape[2:]
-        ops = _roi_operators(coords[r], spatial_scales[levels[r]], pooled, sampling_ratio, aligned, h, w, geometry)
+        ops = _roi_operators(
+            coords[r], spatial_scales[levels[r]], pooled, sampling_ratio, aligned, h, w, geometry
+        )
         if ops is None:
             continue
         ay, ax, count = ops
@@ -103,16 +119,35 @@ def multilevel_roi_align(inputs, boxes, levels, output_size, spatial_scales, sam
     return out
 
 
-def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False, geometry=np.float32):
+def roi_align(
+    input,
+    boxes,
+    output_size,
+    spatial_scale=1.0,
+    sampling_ratio=-1,
+    aligned=False,
+    geometry=np.float32,
+):
     """RoIAlign ``[N, C, H, W] -> [K, C, PH, PW]``. ``boxes``: ``[K, 5]`` ``(batch_index, x1, y1,
     x2, y2)`` or a list of per-image ``[Ki, 4]``. A RoI with a non-finite coordinate gives 0."""
     x = np.asarray(input, dtype=np.float64)
     if x.ndim != 4:
         raise ValueError(f"input must have shape [N, C, H, W], got {x.shape}")
-    return multilevel_roi_align([x], boxes, None, output_size, [spatial_scale], sampling_ratio, aligned, geometry)
+    return multilevel_roi_align(
+        [x], boxes, None, output_size, [spatial_scale], sampling_ratio, aligned, geometry
+    )
 
 
-def multilevel_roi_align_backward(grad_output, boxes, levels, input_shapes, spatial_scales, sampling_ratio=-1, aligned=False, geometry=np.float32):
+def multilevel_roi_align_backward(
+    grad_output,
+    boxes,
+    levels,
+    input_shapes,
+    spatial_scales,
+    sampling_ratio=-1,
+    aligned=False,
+    geometry=np.float32,
+):
     """Gradients ``[N, C, H_l, W_l]`` per level: each bin's gradient / count spread over the four
     bilinear neighbours of each of its samples."""
     g = np.asarray(grad_output, dtype=np.float64)
@@ -120,10 +155,16 @@ def multilevel_roi_align_backward(grad_output, boxes, levels, input_shapes, spat
     n = input_shapes[0][0]
     pooled = g.shape[2:]
     batch, coords = as_rois(boxes, n)
-    levels = np.zeros(len(batch), dtype=np.int64) if levels is None else np.asarray(levels, dtype=np.int64)
+    levels = (
+        np.zeros(len(batch), dtype=np.int64)
+        if levels is None
+        else np.asarray(levels, dtype=np.int64)
+    )
     for r in range(len(batch)):
         h, w = input_shapes[levels[r]][2:]
-        ops = _roi_operators(coords[r], spatial_scales[levels[r]], pooled, sampling_ratio, aligned, h, w, geometry)
+        ops = _roi_operators(
+            coords[r], spatial_scales[levels[r]], pooled, sampling_ratio, aligned, h, w, geometry
+        )
         if ops is None:
             continue
         ay, ax, count = ops
@@ -132,9 +173,26 @@ def multilevel_roi_align_backward(grad_output, boxes, levels, input_shapes, spat
     return grads
 
 
-def roi_align_backward(grad_output, boxes, input_shape, spatial_scale=1.0, sampling_ratio=-1, aligned=False, geometry=np.float32):
+def roi_align_backward(
+    grad_output,
+    boxes,
+    input_shape,
+    spatial_scale=1.0,
+    sampling_ratio=-1,
+    aligned=False,
+    geometry=np.float32,
+):
     """Gradient ``[N, C, H, W]`` of :func:`roi_align` w.r.t. its input."""
-    return multilevel_roi_align_backward(grad_output, boxes, None, [tuple(input_shape)], [spatial_scale], sampling_ratio, aligned, geometry)[0]
+    return multilevel_roi_align_backward(
+        grad_output,
+        boxes,
+        None,
+        [tuple(input_shape)],
+        [spatial_scale],
+        sampling_ratio,
+        aligned,
+        geometry,
+    )[0]
 
 
 def fpn_levels(boxes, k_min, k_max, canonical_scale=224, canonical_level=4, eps=1e-6):
@@ -145,7 +203,9 @@ def fpn_levels(boxes, k_min, k_max, canonical_scale=224, canonical_level=4, eps=
     area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     s = np.sqrt(area)
     with np.errstate(divide="ignore", invalid="ignore"):
-        lvl = np.floor(np.float32(canonical_level) + np.log2(s / np.float32(canonical_scale)) + np.float32(eps))
+        lvl = np.floor(
+            np.float32(canonical_level) + np.log2(s / np.float32(canonical_scale)) + np.float32(eps)
+        )
     lvl = np.clip(np.nan_to_num(lvl, nan=k_min, neginf=k_min), k_min, k_max)
     return lvl.astype(np.int64) - int(k_min)
 

@@ -4,6 +4,7 @@ Mirrors ``csrc/common/roi_math.h`` (``pool_roi``, ``pool_bin``) and ``csrc/cpu/r
 Box geometry is computed in ``geometry`` (float32 for float32/float16/bfloat16 tensors, float64
 for float64: what the kernels use), so bin edges land on the same cells; values are float64.
 """
+
 import numpy as np
 
 from ._roi import as_rois, c_round, clamped_int

@@ -11,6 +11,7 @@
   ``cuda_emu.emulated``: its frcnn_fast ops run the CUDA kernels' code, emulated on the CPU, with
   schedules and launch caps drawn from a seed derived from the test's id.
 """
+
 import os
 import sys
 from pathlib import Path
@@ -34,7 +35,11 @@ settings.register_profile(
     database=None,
     print_blob=True,
     # the function-scoped fixture is the emulated-CUDA routing, meant to span all examples
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
 )
 settings.register_profile(
     "dev",
@@ -42,7 +47,11 @@ settings.register_profile(
     deadline=None,
     print_blob=True,
     # the function-scoped fixture is the emulated-CUDA routing, meant to span all examples
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
 )
 settings.register_profile(
     "quick",
@@ -53,10 +62,19 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "cuda: test runs on a CUDA device (skipped only when no GPU is visible)")
-    config.addinivalue_line("markers", "cuda_emu: test runs CUDA kernels in the CPU emulation (tests/cuda_emu)")
-    config.addinivalue_line("markers", "on_cuda_emu: every frcnn_fast op the test calls runs on the emulated CUDA kernels")
-    config.addinivalue_line("markers", "deliberate_race: runs a kernel with a data race on purpose (not under TSan)")
+    config.addinivalue_line(
+        "markers", "cuda: test runs on a CUDA device (skipped only when no GPU is visible)"
+    )
+    config.addinivalue_line(
+        "markers", "cuda_emu: test runs CUDA kernels in the CPU emulation (tests/cuda_emu)"
+    )
+    config.addinivalue_line(
+        "markers",
+        "on_cuda_emu: every frcnn_fast op the test calls runs on the emulated CUDA kernels",
+    )
+    config.addinivalue_line(
+        "markers", "deliberate_race: runs a kernel with a data race on purpose (not under TSan)"
+    )
 
 
 @pytest.fixture(autouse=True)

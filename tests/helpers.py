@@ -10,6 +10,7 @@ Conventions
   (one rounding of the output to the dtype, proportional to the output). ``RTOL``/``ATOL`` cover
   the second part; ``compute_eps(dtype) * magnitude`` the first.
 """
+
 import math
 
 import numpy as np
@@ -30,7 +31,9 @@ CUDA_PARAM = pytest.param(
 # The CUDA kernels, emulated on the CPU (tests/cuda_emu): the tensors are CPU tensors, and the
 # conftest routes every torch.ops.frcnn_fast call of the test to the emulated CUDA kernel. Never
 # skipped: this is how the CUDA code runs in every `make test`.
-CUDA_EMU_PARAM = pytest.param("cpu", marks=[pytest.mark.cuda_emu, pytest.mark.on_cuda_emu], id="cuda_emu")
+CUDA_EMU_PARAM = pytest.param(
+    "cpu", marks=[pytest.mark.cuda_emu, pytest.mark.on_cuda_emu], id="cuda_emu"
+)
 # Where the kernels run: CPU kernels, emulated CUDA kernels, real CUDA kernels.
 DEVICES = [pytest.param("cpu", id="cpu"), CUDA_EMU_PARAM, CUDA_PARAM]
 # Real devices only, for tests of the op registrations (opcheck, torch.compile) rather than of
@@ -92,7 +95,9 @@ def as_layout(t, layout):
         big[..., 1 : 1 + last] = t
         out = big[..., 1 : 1 + last]
     elif layout == "stride2":
-        big = torch.full((2 * t.shape[0], *t.shape[1:]), float("nan"), dtype=t.dtype, device=t.device)
+        big = torch.full(
+            (2 * t.shape[0], *t.shape[1:]), float("nan"), dtype=t.dtype, device=t.device
+        )
         big[::2] = t
         out = big[::2]
     elif layout == "transposed":
@@ -103,7 +108,13 @@ def as_layout(t, layout):
     assert out.shape == t.shape
     # NaN-safe equality (NMS inputs carry NaN on purpose)
     torch.testing.assert_close(out, t, rtol=0, atol=0, equal_nan=True)
-    if layout != "contiguous" and t.numel() > 0 and t.dim() >= 2 and t.shape[0] > 1 and t.shape[-1] > 1:
+    if (
+        layout != "contiguous"
+        and t.numel() > 0
+        and t.dim() >= 2
+        and t.shape[0] > 1
+        and t.shape[-1] > 1
+    ):
         assert not out.is_contiguous(), layout
     return out
 
@@ -119,7 +130,11 @@ def to_np(t):
     t = t.detach().cpu()
     if t.is_floating_point():
         # bfloat16/float16 -> float32 is exact, float32 -> float64 is exact
-        return t.to(torch.float32).numpy().astype(np.float64) if t.dtype != torch.float64 else t.numpy()
+        return (
+            t.to(torch.float32).numpy().astype(np.float64)
+            if t.dtype != torch.float64
+            else t.numpy()
+        )
     return t.numpy()
 
 
@@ -147,19 +162,25 @@ def check_close(actual, expected, rtol, atol, **context):
     assert actual.shape == expected.shape, f"shape {actual.shape} != expected {expected.shape}"
     ctx = "".join(f"\n  {k} = {_fmt(v)}" for k, v in context.items())
     nan_a, nan_e = np.isnan(actual), np.isnan(expected)
-    assert np.array_equal(nan_a, nan_e), f"NaN mismatch: actual NaN at {np.argwhere(nan_a).tolist()}, expected NaN at {np.argwhere(nan_e).tolist()}{ctx}"
+    assert np.array_equal(nan_a, nan_e), (
+        f"NaN mismatch: actual NaN at {np.argwhere(nan_a).tolist()}, expected NaN at {np.argwhere(nan_e).tolist()}{ctx}"
+    )
     inf_a, inf_e = np.isinf(actual), np.isinf(expected)
     assert np.array_equal(inf_a, inf_e) and np.array_equal(actual[inf_a], expected[inf_e]), (
         f"inf mismatch: actual {actual[inf_a | inf_e]}, expected {expected[inf_a | inf_e]}{ctx}"
     )
     fin = np.isfinite(expected)
-    tol = np.broadcast_to(np.asarray(atol, dtype=np.float64), expected.shape) + rtol * np.abs(expected)
+    tol = np.broadcast_to(np.asarray(atol, dtype=np.float64), expected.shape) + rtol * np.abs(
+        expected
+    )
     with np.errstate(invalid="ignore", over="ignore"):
         err = np.where(fin, np.abs(actual - expected), 0.0)
     bad = err > tol
     if bad.any():
         idx = np.argwhere(bad)
-        worst = tuple(np.unravel_index(np.argmax(np.where(bad, err / np.maximum(tol, 1e-300), 0)), err.shape))
+        worst = tuple(
+            np.unravel_index(np.argmax(np.where(bad, err / np.maximum(tol, 1e-300), 0)), err.shape)
+        )
         raise AssertionError(
             f"{int(bad.sum())} of {expected.size} elements differ; worst at {worst}: "
             f"actual {actual[worst]!r}, expected {expected[worst]!r}, |err| {err[worst]:.3g} > tol {tol[worst]:.3g}"
@@ -171,7 +192,9 @@ def check_close(actual, expected, rtol, atol, **context):
 def check_result_tensor(out, dtype, device, shape):
     """Output dtype equals the input dtype, lives on the input device, has the expected shape."""
     assert out.dtype == dtype, f"result dtype {out.dtype} != input dtype {dtype}"
-    assert out.device.type == torch.device(device).type, f"result on {out.device}, input on {device}"
+    assert out.device.type == torch.device(device).type, (
+        f"result on {out.device}, input on {device}"
+    )
     assert tuple(out.shape) == tuple(shape), f"result shape {tuple(out.shape)} != {tuple(shape)}"
 
 
@@ -206,7 +229,17 @@ DEGENERATE_KINDS = ("zero_w", "zero_h", "point", "inverted_x", "inverted_y", "in
 
 
 @st.composite
-def box_arrays(draw, min_n=0, max_n=20, lim=1000, grid=False, degenerate=True, min_size=0.0, max_size=None, n=None):
+def box_arrays(
+    draw,
+    min_n=0,
+    max_n=20,
+    lim=1000,
+    grid=False,
+    degenerate=True,
+    min_size=0.0,
+    max_size=None,
+    n=None,
+):
     """``[N, 4]`` float64 xyxy boxes: random, and (degenerate=True) zero-area, point, inverted
     and duplicated boxes. Without ``degenerate`` every box has w, h in ``[min_size, max_size]``."""
     if n is None:
@@ -251,7 +284,7 @@ def random_boxes(rng, n, lim=1000.0, degenerate_frac=0.1):
     wh = rng.uniform(0, lim / 2, size=(n, 2))
     k = int(n * degenerate_frac)
     if k:
-        wh[:k // 2, 0] = 0.0
+        wh[: k // 2, 0] = 0.0
         wh[k // 2 : k, 1] = -wh[k // 2 : k, 1]
     boxes = np.concatenate([xy, xy + wh], axis=1)
     return np.round(boxes * GRID) / GRID
@@ -323,5 +356,3 @@ def seed_nine(centre=8.0):
             h, w = s * math.sqrt(r), s / math.sqrt(r)
             rows.append([centre - w / 2, centre - h / 2, centre + w / 2, centre + h / 2])
     return np.asarray(rows)
-
-

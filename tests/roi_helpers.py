@@ -5,13 +5,15 @@ once per device param. Coordinates are multiples of 1/8 or 3-decimal floats; spa
 are powers of two or arbitrary decimals; RoIs include degenerate (zero-size, inverted),
 sub-pixel and out-of-image ones.
 """
+
 import numpy as np
 import torch
+from helpers import RTOL, compute_eps, coords, to_np
 from hypothesis import strategies as st
 
-from helpers import RTOL, compute_eps, coords, to_np
-
-SCALES = st.one_of(st.sampled_from([1.0, 0.5, 0.25, 0.125, 2.0]), st.floats(0.05, 3.0).map(lambda v: round(v, 3)))
+SCALES = st.one_of(
+    st.sampled_from([1.0, 0.5, 0.25, 0.125, 2.0]), st.floats(0.05, 3.0).map(lambda v: round(v, 3))
+)
 
 
 @st.composite
@@ -55,7 +57,12 @@ def make_input(arr, dtype, device, layout):
     if layout == "channels_last":
         return t.contiguous(memory_format=torch.channels_last)
     if layout == "strided":
-        big = torch.full((t.shape[0], t.shape[1] * 2, t.shape[2], t.shape[3] + 1), float("nan"), dtype=dtype, device=device)
+        big = torch.full(
+            (t.shape[0], t.shape[1] * 2, t.shape[2], t.shape[3] + 1),
+            float("nan"),
+            dtype=dtype,
+            device=device,
+        )
         big[:, ::2, :, 1:] = t
         return big[:, ::2, :, 1:]
     return t.contiguous()
@@ -81,8 +88,15 @@ def boxes_arg(rois, fmt, batch, dtype, device):
     if fmt == "tensor":
         return t, np.arange(len(rois))
     idx = rois[:, 0].astype(np.int64)
-    order = np.concatenate([np.flatnonzero(idx == i) for i in range(batch)]) if len(rois) else np.zeros(0, np.int64)
-    return [t[torch.as_tensor(np.flatnonzero(idx == i), dtype=torch.long, device=device), 1:] for i in range(batch)], order
+    order = (
+        np.concatenate([np.flatnonzero(idx == i) for i in range(batch)])
+        if len(rois)
+        else np.zeros(0, np.int64)
+    )
+    return [
+        t[torch.as_tensor(np.flatnonzero(idx == i), dtype=torch.long, device=device), 1:]
+        for i in range(batch)
+    ], order
 
 
 def rounded_rois(rois, dtype):

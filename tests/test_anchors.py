@@ -1,40 +1,43 @@
 """Anchors: golden vectors, kernel vs reference, row-major order, multi-level, anchors_inside,
 AnchorGenerator vs torchvision's."""
-import math
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, strategies as st
-from torchvision.models.detection.anchor_utils import AnchorGenerator as TVAnchorGenerator
-from torchvision.models.detection.image_list import ImageList
-
-import frcnn_fast
-import frcnn_fast.reference as R
 from helpers import (
     ATOL,
     DEVICES,
     DTYPES,
     FULL,
     RTOL,
+    SEED_RATIOS,
+    SEED_SIZES,
     box_arrays,
     check_close,
     check_result_tensor,
     compute_eps,
-    SEED_RATIOS,
-    SEED_SIZES,
     eps,
     seed_nine,
     to_np,
     to_tensor,
 )
+from hypothesis import given
+from hypothesis import strategies as st
+from torchvision.models.detection.anchor_utils import AnchorGenerator as TVAnchorGenerator
+from torchvision.models.detection.image_list import ImageList
+
+import frcnn_fast
+import frcnn_fast.reference as R
+
 
 # ------------------------------------------------------------------ golden vectors
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", FULL)
 def test_golden_base_anchors(device, dtype):
     nine = seed_nine()
-    anchors = frcnn_fast.generate_anchors((1, 1), 16, SEED_SIZES, SEED_RATIOS, 0.5, dtype=dtype, device=device)
+    anchors = frcnn_fast.generate_anchors(
+        (1, 1), 16, SEED_SIZES, SEED_RATIOS, 0.5, dtype=dtype, device=device
+    )
     check_result_tensor(anchors, dtype, device, (9, 4))
     got = to_np(anchors)
     check_close(got, nine, RTOL[dtype], 1e-4)
@@ -64,12 +67,18 @@ def test_golden_50x50_map(device, dtype):
 
 # ------------------------------------------------------------------ kernel == reference
 SIZES = st.lists(
-    st.one_of(st.sampled_from([16, 32, 64, 128, 256, 512]), st.floats(2, 600).map(lambda v: round(v, 2))),
-    min_size=1, max_size=3,
+    st.one_of(
+        st.sampled_from([16, 32, 64, 128, 256, 512]), st.floats(2, 600).map(lambda v: round(v, 2))
+    ),
+    min_size=1,
+    max_size=3,
 )
 RATIOS = st.lists(
-    st.one_of(st.sampled_from([0.5, 1.0, 2.0, 0.25, 4.0]), st.floats(0.2, 5).map(lambda v: round(v, 3))),
-    min_size=1, max_size=3,
+    st.one_of(
+        st.sampled_from([0.5, 1.0, 2.0, 0.25, 4.0]), st.floats(0.2, 5).map(lambda v: round(v, 3))
+    ),
+    min_size=1,
+    max_size=3,
 )
 STRIDE = st.one_of(
     st.integers(1, 64),
@@ -96,15 +105,27 @@ def anchors_atol(expected, base, n_cells, dtype):
     offset=OFFSET,
     rounded=st.booleans(),
 )
-def test_generate_anchors_matches_reference(device, dtype, fs, stride, sizes, ratios, offset, rounded):
-    out = frcnn_fast.generate_anchors(fs, stride, sizes, ratios, offset, rounded=rounded, dtype=dtype, device=device)
+def test_generate_anchors_matches_reference(
+    device, dtype, fs, stride, sizes, ratios, offset, rounded
+):
+    out = frcnn_fast.generate_anchors(
+        fs, stride, sizes, ratios, offset, rounded=rounded, dtype=dtype, device=device
+    )
     a = len(sizes) * len(ratios)
     check_result_tensor(out, dtype, device, (fs[0] * fs[1] * a, 4))
     expected = R.generate_anchors(fs, stride, sizes, ratios, offset, rounded=rounded)
     base = R.base_anchors(sizes, ratios, rounded=rounded)
     check_close(
-        to_np(out), expected, RTOL[dtype], anchors_atol(expected, base, fs[0] * fs[1], dtype),
-        fs=fs, stride=stride, sizes=sizes, ratios=ratios, offset=offset, rounded=rounded,
+        to_np(out),
+        expected,
+        RTOL[dtype],
+        anchors_atol(expected, base, fs[0] * fs[1], dtype),
+        fs=fs,
+        stride=stride,
+        sizes=sizes,
+        ratios=ratios,
+        offset=offset,
+        rounded=rounded,
     )
 
 
@@ -126,7 +147,11 @@ def test_generate_anchors_row_major(device, dtype):
     # H != W and stride_y != stride_x, so any swap of i/j or y/x shows
     h, w, sy, sx, off = 3, 5, 8.0, 12.0, 0.5
     sizes, ratios = (32, 64), (0.5, 1.0, 2.0)
-    out = to_np(frcnn_fast.generate_anchors((h, w), (sy, sx), sizes, ratios, off, dtype=dtype, device=device))
+    out = to_np(
+        frcnn_fast.generate_anchors(
+            (h, w), (sy, sx), sizes, ratios, off, dtype=dtype, device=device
+        )
+    )
     base = to_np(frcnn_fast.base_anchors(sizes, ratios, dtype=dtype))
     a = len(base)
     assert out.shape == (h * w * a, 4)
@@ -154,7 +179,11 @@ def test_generate_anchors_empty_map(device, dtype):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", FULL)
 @given(
-    levels=st.lists(st.tuples(st.tuples(st.integers(0, 6), st.integers(0, 6)), STRIDE, SIZES, RATIOS), min_size=1, max_size=4),
+    levels=st.lists(
+        st.tuples(st.tuples(st.integers(0, 6), st.integers(0, 6)), STRIDE, SIZES, RATIOS),
+        min_size=1,
+        max_size=4,
+    ),
     shared=st.one_of(st.none(), RATIOS),
     offset=OFFSET,
     rounded=st.booleans(),
@@ -164,10 +193,19 @@ def test_multilevel_is_concatenation(device, dtype, levels, shared, offset, roun
     strides = [lv[1] for lv in levels]
     sizes = [tuple(lv[2]) for lv in levels]
     ratios = tuple(shared) if shared is not None else [tuple(lv[3]) for lv in levels]
-    out = frcnn_fast.generate_anchors_multilevel(fss, strides, sizes, ratios, offset, rounded=rounded, dtype=dtype, device=device)
+    out = frcnn_fast.generate_anchors_multilevel(
+        fss, strides, sizes, ratios, offset, rounded=rounded, dtype=dtype, device=device
+    )
     per_level = [
         frcnn_fast.generate_anchors(
-            fs, s, sz, (shared if shared is not None else lv[3]), offset, rounded=rounded, dtype=dtype, device=device
+            fs,
+            s,
+            sz,
+            (shared if shared is not None else lv[3]),
+            offset,
+            rounded=rounded,
+            dtype=dtype,
+            device=device,
         )
         for fs, s, sz, lv in zip(fss, strides, sizes, levels)
     ]
@@ -213,13 +251,17 @@ def test_anchors_inside_at_the_border(device, dtype):
     t = to_tensor(rows, dtype, device)
     out = frcnn_fast.anchors_inside(t, (height, width), border)
     expected = R.anchors_inside(to_np(t), (height, width), border)
-    assert out.cpu().tolist() == expected.tolist(), list(zip(to_np(t).tolist(), out.cpu().tolist(), expected.tolist()))
+    assert out.cpu().tolist() == expected.tolist(), list(
+        zip(to_np(t).tolist(), out.cpu().tolist(), expected.tolist())
+    )
 
 
 # ------------------------------------------------------------------ AnchorGenerator
 CONFIGS = [
     pytest.param(((128, 256, 512),), ((0.5, 1.0, 2.0),), [(50, 38)], id="single-level"),
-    pytest.param(((32,), (64,), (128,)), ((0.5, 1.0, 2.0),) * 3, [(50, 38), (25, 19), (13, 10)], id="fpn"),
+    pytest.param(
+        ((32,), (64,), (128,)), ((0.5, 1.0, 2.0),) * 3, [(50, 38), (25, 19), (13, 10)], id="fpn"
+    ),
     pytest.param(((16, 24), (40,)), ((1.0,), (0.5, 2.0, 3.0)), [(7, 9), (3, 4)], id="mixed"),
 ]
 

@@ -1,15 +1,11 @@
 """encode_boxes / decode_boxes: kernel vs reference, round trip, per-class decoding, clamp,
 torchvision's BoxCoder."""
+
 import math
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, strategies as st
-from torchvision.models.detection._utils import BoxCoder
-
-import frcnn_fast
-import frcnn_fast.reference as R
 from helpers import (
     ATOL,
     DEVICES,
@@ -29,8 +25,16 @@ from helpers import (
     to_np,
     to_tensor,
 )
+from hypothesis import given
+from hypothesis import strategies as st
+from torchvision.models.detection._utils import BoxCoder
+
+import frcnn_fast
+import frcnn_fast.reference as R
 
 DEFAULT_CLAMP = math.log(1000.0 / 16)
+
+
 @st.composite
 def coding_inputs(draw, dtype):
     lim, min_size = coding_limits(dtype)
@@ -63,7 +67,11 @@ def decode_inputs(draw, dtype, max_k=3):
 # ------------------------------------------------------------------ encode
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
-@given(data=st.data(), weights=WEIGHTS, layouts=st.tuples(st.sampled_from(LAYOUTS), st.sampled_from(LAYOUTS)))
+@given(
+    data=st.data(),
+    weights=WEIGHTS,
+    layouts=st.tuples(st.sampled_from(LAYOUTS), st.sampled_from(LAYOUTS)),
+)
 def test_encode_matches_reference(device, dtype, data, weights, layouts):
     ref, tgt = data.draw(coding_inputs(dtype))
     tr = to_tensor(ref, dtype, device, layouts[0])
@@ -72,7 +80,15 @@ def test_encode_matches_reference(device, dtype, data, weights, layouts):
     check_result_tensor(out, dtype, device, ref.shape)
     r, t = to_np(tr), to_np(tt)
     expected = R.encode_boxes(r, t, weights)
-    check_close(to_np(out), expected, RTOL[dtype], encode_atol(r, t, weights, dtype), ref=r, tgt=t, weights=weights)
+    check_close(
+        to_np(out),
+        expected,
+        RTOL[dtype],
+        encode_atol(r, t, weights, dtype),
+        ref=r,
+        tgt=t,
+        weights=weights,
+    )
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -111,8 +127,14 @@ def test_decode_matches_reference(device, dtype, data, clamp, layouts):
     d, r = to_np(td), to_np(tr)
     expected = R.decode_boxes(d, r, weights, clamp)
     check_close(
-        to_np(out), expected, RTOL[dtype], decode_atol(d, r, expected, dtype),
-        deltas=d, ref=r, weights=weights, clamp=clamp,
+        to_np(out),
+        expected,
+        RTOL[dtype],
+        decode_atol(d, r, expected, dtype),
+        deltas=d,
+        ref=r,
+        weights=weights,
+        clamp=clamp,
     )
 
 
@@ -128,7 +150,12 @@ def test_decode_multiclass_equals_per_class(device, dtype, data):
         single = frcnn_fast.decode_boxes(td[:, 4 * c : 4 * c + 4], tr, weights)  # a column slice
         check_result_tensor(single, dtype, device, (len(ref), 4))
         e = to_np(single)
-        check_close(to_np(full[:, 4 * c : 4 * c + 4]), e, 2 * eps(dtype), decode_atol(to_np(td[:, 4 * c : 4 * c + 4]), to_np(tr), e, dtype))
+        check_close(
+            to_np(full[:, 4 * c : 4 * c + 4]),
+            e,
+            2 * eps(dtype),
+            decode_atol(to_np(td[:, 4 * c : 4 * c + 4]), to_np(tr), e, dtype),
+        )
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -150,9 +177,16 @@ def test_decode_clamp_caps_dw_dh(device, dtype, clamp):
     # ... which is what a delta sitting right at the clamp gives (5 * clamp is not exactly
     # representable in the half types, so only for float32/float64)
     if dtype in (torch.float32, torch.float64):
-        check_close(to_np(out), to_np(frcnn_fast.decode_boxes(at_clamp, ref, weights, clamp)), RTOL[dtype], ATOL[dtype])
+        check_close(
+            to_np(out),
+            to_np(frcnn_fast.decode_boxes(at_clamp, ref, weights, clamp)),
+            RTOL[dtype],
+            ATOL[dtype],
+        )
     # the clamp caps from above only: large negative dw shrinks the box toward its centre
-    shrink = frcnn_fast.decode_boxes(to_tensor([[0.0, 0.0, -100.0, -100.0]] * 2, dtype, device), ref, weights, clamp)
+    shrink = frcnn_fast.decode_boxes(
+        to_tensor([[0.0, 0.0, -100.0, -100.0]] * 2, dtype, device), ref, weights, clamp
+    )
     w_s, h_s = box_sizes(to_np(shrink))
     assert np.all(w_s < 1e-3) and np.all(h_s < 1e-3)
 
@@ -164,7 +198,9 @@ def test_coding_empty(device, dtype):
     check_result_tensor(frcnn_fast.encode_boxes(empty, empty), dtype, device, (0, 4))
     check_result_tensor(frcnn_fast.decode_boxes(empty, empty), dtype, device, (0, 4))
     deltas = torch.zeros(0, 12, dtype=dtype, device=device)
-    check_result_tensor(frcnn_fast.decode_boxes(deltas, empty, (10.0, 10.0, 5.0, 5.0)), dtype, device, (0, 12))
+    check_result_tensor(
+        frcnn_fast.decode_boxes(deltas, empty, (10.0, 10.0, 5.0, 5.0)), dtype, device, (0, 12)
+    )
 
 
 # ------------------------------------------------------------------ round trip
@@ -180,7 +216,9 @@ def test_decode_encode_round_trip(device, dtype, data, weights):
     r, t = to_np(tr), to_np(tt)
     # the deltas are rounded to the dtype in between: error ~ eps(dtype) * magnitude
     mag = np.abs(r).max(-1, keepdims=True) + np.abs(t).max(-1, keepdims=True) if len(r) else 0.0
-    check_close(to_np(back), t, 0, 16 * eps(dtype) * mag + ATOL[dtype], ref=r, tgt=t, weights=weights)
+    check_close(
+        to_np(back), t, 0, 16 * eps(dtype) * mag + ATOL[dtype], ref=r, tgt=t, weights=weights
+    )
 
 
 # ------------------------------------------------------------------ torchvision

@@ -1,12 +1,9 @@
 """box_iou / box_iou_aligned: kernel vs NumPy reference, properties, torchvision."""
+
 import numpy as np
 import pytest
 import torch
 import torchvision
-from hypothesis import given, strategies as st
-
-import frcnn_fast
-import frcnn_fast.reference as R
 from helpers import (
     ATOL,
     DEVICES,
@@ -23,6 +20,11 @@ from helpers import (
     to_np,
     to_tensor,
 )
+from hypothesis import given
+from hypothesis import strategies as st
+
+import frcnn_fast
+import frcnn_fast.reference as R
 
 
 # ------------------------------------------------------------------ kernel == reference
@@ -88,7 +90,9 @@ def test_box_iou_large(device, dtype):
     check_result_tensor(out, dtype, device, (700, 333))
     check_close(to_np(out), R.box_iou(to_np(t1), to_np(t2)), RTOL[dtype], ATOL[dtype])
     aligned = frcnn_fast.box_iou_aligned(t1[:333], t2)
-    check_close(to_np(aligned), R.box_iou_aligned(to_np(t1[:333]), to_np(t2)), RTOL[dtype], ATOL[dtype])
+    check_close(
+        to_np(aligned), R.box_iou_aligned(to_np(t1[:333]), to_np(t2)), RTOL[dtype], ATOL[dtype]
+    )
 
 
 @pytest.mark.cuda

@@ -1,15 +1,12 @@
 """box_area, box_convert, clip_boxes, remove_small_boxes: kernel vs reference, properties,
 torchvision."""
+
 import itertools
 
 import numpy as np
 import pytest
 import torch
 import torchvision
-from hypothesis import given, strategies as st
-
-import frcnn_fast
-import frcnn_fast.reference as R
 from helpers import (
     ATOL,
     DEVICES,
@@ -26,6 +23,11 @@ from helpers import (
     to_np,
     to_tensor,
 )
+from hypothesis import given
+from hypothesis import strategies as st
+
+import frcnn_fast
+import frcnn_fast.reference as R
 
 FORMATS = ("xyxy", "yxyx", "xywh", "cxcywh")
 TV_FORMATS = ("xyxy", "xywh", "cxcywh")
@@ -59,7 +61,9 @@ def test_box_area_matches_reference(device, dtype, data, layout, lead):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_box_area_degenerate_and_empty(device, dtype):
-    boxes = to_tensor([[0, 0, 4, 3], [5, 5, 1, 1], [5, 5, 1, 9], [2, 2, 2, 7], [1, 1, 1, 1]], dtype, device)
+    boxes = to_tensor(
+        [[0, 0, 4, 3], [5, 5, 1, 1], [5, 5, 1, 9], [2, 2, 2, 7], [1, 1, 1, 1]], dtype, device
+    )
     # the doubly inverted box has area 0, not (-4) * (-4) = 16
     expected = torch.tensor([12.0, 0.0, 0.0, 0.0, 0.0], dtype=dtype, device=device)
     assert torch.equal(frcnn_fast.box_area(boxes), expected)
@@ -72,13 +76,19 @@ def test_box_area_degenerate_and_empty(device, dtype):
 @given(boxes=box_arrays(degenerate=False, min_size=0.125))
 def test_box_area_matches_torchvision(device, dtype, boxes):
     t = to_tensor(boxes, dtype, device)
-    torch.testing.assert_close(frcnn_fast.box_area(t), torchvision.ops.box_area(t), rtol=RTOL[dtype], atol=ATOL[dtype])
+    torch.testing.assert_close(
+        frcnn_fast.box_area(t), torchvision.ops.box_area(t), rtol=RTOL[dtype], atol=ATOL[dtype]
+    )
 
 
 # ================================================================== box_convert
 def _convert_tol(inputs, expected, dtype, k=8):
     """Absolute tolerance: arithmetic error ~ eps * (row magnitude) plus output rounding."""
-    mag = np.abs(inputs).max(axis=-1, keepdims=True) if inputs.size else np.zeros(inputs.shape[:-1] + (1,))
+    mag = (
+        np.abs(inputs).max(axis=-1, keepdims=True)
+        if inputs.size
+        else np.zeros(inputs.shape[:-1] + (1,))
+    )
     return k * compute_eps(dtype) * mag + ATOL[dtype]
 
 
@@ -99,7 +109,9 @@ def test_box_convert_matches_reference(device, dtype, data, fmts, layout, lead):
     check_result_tensor(out, dtype, device, boxes.shape)
     x = to_np(t)
     expected = R.box_convert(x, in_fmt, out_fmt)
-    check_close(to_np(out), expected, RTOL[dtype], _convert_tol(x, expected, dtype), boxes=x, fmts=fmts)
+    check_close(
+        to_np(out), expected, RTOL[dtype], _convert_tol(x, expected, dtype), boxes=x, fmts=fmts
+    )
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -129,7 +141,11 @@ def test_box_convert_permutations_and_identity(device, dtype):
         check_result_tensor(frcnn_fast.box_convert(t[:0], a, b), dtype, device, (0, 4))
     # a hand-made xyxy box in the other formats
     box = to_tensor([[2.0, 4.0, 10.0, 8.0]], dtype, device)
-    want = {"xywh": [2.0, 4.0, 8.0, 4.0], "cxcywh": [6.0, 6.0, 8.0, 4.0], "yxyx": [4.0, 2.0, 8.0, 10.0]}
+    want = {
+        "xywh": [2.0, 4.0, 8.0, 4.0],
+        "cxcywh": [6.0, 6.0, 8.0, 4.0],
+        "yxyx": [4.0, 2.0, 8.0, 10.0],
+    }
     for fmt, v in want.items():
         assert frcnn_fast.box_convert(box, "xyxy", fmt).tolist() == [v], fmt
 
@@ -142,11 +158,15 @@ def test_box_convert_matches_torchvision(device, dtype, boxes, fmts):
     ours = frcnn_fast.box_convert(t, *fmts)
     theirs = torchvision.ops.box_convert(t, *fmts)
     x = to_np(t)
-    check_close(to_np(ours), to_np(theirs), RTOL[dtype], _convert_tol(x, x, dtype), boxes=x, fmts=fmts)
+    check_close(
+        to_np(ours), to_np(theirs), RTOL[dtype], _convert_tol(x, x, dtype), boxes=x, fmts=fmts
+    )
 
 
 # ================================================================== clip_boxes
-IMAGE_SIDE = st.one_of(st.integers(0, 1500).map(float), st.floats(0.5, 1500).map(lambda v: round(v, 2)))
+IMAGE_SIDE = st.one_of(
+    st.integers(0, 1500).map(float), st.floats(0.5, 1500).map(lambda v: round(v, 2))
+)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -183,7 +203,9 @@ def test_clip_boxes_inside_image(device, dtype, boxes, size):
     inside[:, 1::2] = (x[:, 1::2] >= 0) & (x[:, 1::2] <= h)
     assert np.array_equal(out[inside], x[inside])
     # torchvision's clip_boxes_to_image does the same clamps: bitwise equal
-    assert torch.equal(frcnn_fast.clip_boxes(t, (h, w)), torchvision.ops.clip_boxes_to_image(t, (h, w)))
+    assert torch.equal(
+        frcnn_fast.clip_boxes(t, (h, w)), torchvision.ops.clip_boxes_to_image(t, (h, w))
+    )
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -242,13 +264,19 @@ def test_remove_small_boxes_matches_reference(device, dtype, bm, layout):
 def test_remove_small_boxes_matches_torchvision(device, dtype, bm):
     boxes, min_size = bm
     t = to_tensor(boxes, dtype, device)
-    assert torch.equal(frcnn_fast.remove_small_boxes(t, min_size), torchvision.ops.remove_small_boxes(t, min_size))
+    assert torch.equal(
+        frcnn_fast.remove_small_boxes(t, min_size), torchvision.ops.remove_small_boxes(t, min_size)
+    )
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_remove_small_boxes_edge_cases(device, dtype):
-    t = to_tensor([[0, 0, 4, 4], [0, 0, 4, 3.5], [0, 0, 3.5, 4], [10, 10, 20, 20], [5, 5, 1, 1]], dtype, device)
+    t = to_tensor(
+        [[0, 0, 4, 4], [0, 0, 4, 3.5], [0, 0, 3.5, 4], [10, 10, 20, 20], [5, 5, 1, 1]],
+        dtype,
+        device,
+    )
     assert frcnn_fast.remove_small_boxes(t, 4.0).tolist() == [0, 3]  # ">=" keeps w == min
     assert frcnn_fast.remove_small_boxes(t, 100.0).tolist() == []
     keep = frcnn_fast.remove_small_boxes(t[:0], 1.0)

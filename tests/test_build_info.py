@@ -1,5 +1,6 @@
 """frcnn_fast.build_info(): what was compiled. The CUDA backend must be built whenever torch has
 CUDA and nvcc exists, GPU or not (DESIGN §2: setup.py builds CUDA sources without a visible GPU)."""
+
 import os
 import shutil
 
@@ -12,7 +13,10 @@ def _nvcc_available():
     cuda_home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
     candidates = [os.path.join(cuda_home, "bin", "nvcc")] if cuda_home else []
     candidates.append("/usr/local/cuda/bin/nvcc")
-    return any(os.path.isfile(c) and os.access(c, os.X_OK) for c in candidates) or shutil.which("nvcc") is not None
+    return (
+        any(os.path.isfile(c) and os.access(c, os.X_OK) for c in candidates)
+        or shutil.which("nvcc") is not None
+    )
 
 
 def test_build_info_keys_and_types():
@@ -21,7 +25,9 @@ def test_build_info_keys_and_types():
     for key in ("backends", "cuda_version", "cuda_archs", "torch_version", "version"):
         assert key in info, f"build_info() lacks {key!r}: {info}"
     assert isinstance(info["backends"], list) and all(isinstance(b, str) for b in info["backends"])
-    assert isinstance(info["cuda_archs"], list) and all(isinstance(a, str) for a in info["cuda_archs"])
+    assert isinstance(info["cuda_archs"], list) and all(
+        isinstance(a, str) for a in info["cuda_archs"]
+    )
     assert info["cuda_version"] is None or isinstance(info["cuda_version"], str)
     assert isinstance(info["torch_version"], str) and info["torch_version"]
     assert isinstance(info["version"], str) and info["version"]
@@ -39,7 +45,9 @@ def test_cuda_backend_built_when_toolkit_present():
         and _nvcc_available()
     )
     if want_cuda:
-        assert "cuda" in info["backends"], f"torch has CUDA {torch.version.cuda} and nvcc exists, but {info}"
+        assert "cuda" in info["backends"], (
+            f"torch has CUDA {torch.version.cuda} and nvcc exists, but {info}"
+        )
         assert info["cuda_version"], info
         assert len(info["cuda_archs"]) > 0, info
     if "cuda" in info["backends"]:
@@ -50,6 +58,15 @@ def test_cuda_backend_built_when_toolkit_present():
 
 
 def test_cpu_kernels_registered():
-    for name in ("box_area", "box_iou", "box_iou_aligned", "box_convert", "clip_boxes",
-                 "remove_small_boxes", "encode_boxes", "decode_boxes", "grid_anchors"):
+    for name in (
+        "box_area",
+        "box_iou",
+        "box_iou_aligned",
+        "box_convert",
+        "clip_boxes",
+        "remove_small_boxes",
+        "encode_boxes",
+        "decode_boxes",
+        "grid_anchors",
+    ):
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"frcnn_fast::{name}", "CPU"), name

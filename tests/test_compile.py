@@ -1,11 +1,12 @@
 """torch.compile(fullgraph=True) through the custom ops (fake kernels, no graph breaks).
 Kept to one function: compilation is slow on small CI machines."""
+
 import numpy as np
 import pytest
 import torch
+from helpers import REAL_DEVICES, random_boxes
 
 import frcnn_fast
-from helpers import REAL_DEVICES, random_boxes
 
 WEIGHTS = (10.0, 10.0, 5.0, 5.0)
 
@@ -86,8 +87,15 @@ def test_compile_roi_ops_forward_backward(device):
     rng = np.random.default_rng(1)
     x = torch.as_tensor(rng.normal(size=(2, 4, 10, 12)), dtype=torch.float32, device=device)
     xy = rng.uniform(-2, 20, size=(9, 2))
-    rois = torch.as_tensor(np.concatenate([rng.integers(0, 2, (9, 1)), xy, xy + rng.uniform(1, 12, (9, 2))], 1), dtype=torch.float32, device=device)
-    feats = {"p2": torch.randn(2, 4, 8, 8, device=device), "p3": torch.randn(2, 4, 4, 4, device=device)}
+    rois = torch.as_tensor(
+        np.concatenate([rng.integers(0, 2, (9, 1)), xy, xy + rng.uniform(1, 12, (9, 2))], 1),
+        dtype=torch.float32,
+        device=device,
+    )
+    feats = {
+        "p2": torch.randn(2, 4, 8, 8, device=device),
+        "p3": torch.randn(2, 4, 4, 4, device=device),
+    }
     boxes = [rois[:5, 1:] * 1.5, rois[5:, 1:] * 1.5]
 
     def run(fn):

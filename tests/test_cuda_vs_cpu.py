@@ -6,13 +6,11 @@ GPU is visible. The kernel-vs-reference tests of the other files also run both t
 arithmetic allows it, under several emulator schedules and launch caps so that every
 grid-stride loop and every block order is exercised with small inputs.
 """
+
+import cuda_emu
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, strategies as st
-
-import cuda_emu
-import frcnn_fast
 from helpers import (
     DTYPES,
     HAS_CUDA,
@@ -27,11 +25,19 @@ from helpers import (
     to_np,
     to_tensor,
 )
+from hypothesis import given
+from hypothesis import strategies as st
+
+import frcnn_fast
 
 FORMATS = ("xyxy", "yxyx", "xywh", "cxcywh")
 BACKENDS = [
     pytest.param("cuda_emu", marks=[pytest.mark.cuda_emu], id="cuda_emu"),
-    pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(not HAS_CUDA, reason="no GPU")], id="cuda"),
+    pytest.param(
+        "cuda",
+        marks=[pytest.mark.cuda, pytest.mark.skipif(not HAS_CUDA, reason="no GPU")],
+        id="cuda",
+    ),
 ]
 # Emulator settings each emulated comparison runs under: a few seeds, one and two worker
 # threads, the GPU's grid cap and caps of 1 and 2 blocks (grid-stride loops on tiny inputs).
@@ -88,7 +94,9 @@ def test_box_ops_cuda_equals_cpu(backend, dtype, pair, data, fmts):
     k = min(len(a), len(b))
     _identical(frcnn_fast.box_iou(ca, cb), run_cuda(backend, frcnn_fast.box_iou, ca, cb), dtype)
     _identical(
-        frcnn_fast.box_iou_aligned(ca[:k], cb[:k]), run_cuda(backend, frcnn_fast.box_iou_aligned, ca[:k], cb[:k]), dtype
+        frcnn_fast.box_iou_aligned(ca[:k], cb[:k]),
+        run_cuda(backend, frcnn_fast.box_iou_aligned, ca[:k], cb[:k]),
+        dtype,
     )
     _identical(frcnn_fast.box_area(ca), run_cuda(backend, frcnn_fast.box_area, ca), dtype)
     convert = lambda t: frcnn_fast.box_convert(t, *fmts)  # noqa: E731
@@ -96,7 +104,7 @@ def test_box_ops_cuda_equals_cpu(backend, dtype, pair, data, fmts):
     clip = lambda t: frcnn_fast.clip_boxes(t, (480, 640))  # noqa: E731
     _identical(clip(ca), run_cuda(backend, clip, ca), dtype)
     for m in (0.0, 1.0, 37.5):
-        small = lambda t: frcnn_fast.remove_small_boxes(t, m)  # noqa: E731
+        small = lambda t: frcnn_fast.remove_small_boxes(t, m)  # noqa: B023 (called at once)
         assert small(ca).tolist() == run_cuda(backend, small, ca).tolist()
 
 
@@ -114,7 +122,12 @@ def test_box_coding_cuda_equals_cpu(backend, dtype, data, weights):
     if backend == "cuda_emu":
         _identical(enc_c, enc_g, dtype)  # same libm: exact
     else:  # the device's log differs in the last bits
-        check_close(to_np(enc_g), to_np(enc_c), 8 * eps(dtype), encode_atol(to_np(cr), to_np(ct), weights, dtype))
+        check_close(
+            to_np(enc_g),
+            to_np(enc_c),
+            8 * eps(dtype),
+            encode_atol(to_np(cr), to_np(ct), weights, dtype),
+        )
     deltas = torch.cat([enc_c, -0.5 * enc_c], dim=1)
     dec = lambda d, r: frcnn_fast.decode_boxes(d, r, weights)  # noqa: E731
     dec_c, dec_g = dec(deltas, cr), run_cuda(backend, dec, deltas, cr)
@@ -122,7 +135,12 @@ def test_box_coding_cuda_equals_cpu(backend, dtype, data, weights):
     if backend == "cuda_emu":
         _identical(dec_c, dec_g, dtype)
     else:
-        check_close(to_np(dec_g), to_np(dec_c), 8 * eps(dtype), decode_atol(to_np(deltas), to_np(cr), to_np(dec_c), dtype))
+        check_close(
+            to_np(dec_g),
+            to_np(dec_c),
+            8 * eps(dtype),
+            decode_atol(to_np(deltas), to_np(cr), to_np(dec_c), dtype),
+        )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -153,7 +171,9 @@ def test_box_coding_nonfinite_cuda_equals_cpu(backend, dtype, data):
 )
 def test_anchors_cuda_equals_cpu(backend, dtype, fs, stride, offset):
     def anchors(base):
-        return frcnn_fast.generate_anchors(fs, stride, (32, 64, 128), (0.5, 1.0, 2.0), offset, dtype=dtype, device=base.device)
+        return frcnn_fast.generate_anchors(
+            fs, stride, (32, 64, 128), (0.5, 1.0, 2.0), offset, dtype=dtype, device=base.device
+        )
 
     base = torch.empty(0)
     _identical(anchors(base), run_cuda(backend, anchors, base), dtype)
@@ -185,7 +205,10 @@ def test_every_op_past_lowered_grid_caps(cap, dtype):
         "box_convert": (lambda x: frcnn_fast.box_convert(x, "xyxy", "cxcywh"), (a,)),
         "clip_boxes": (lambda x: frcnn_fast.clip_boxes(x, (600, 800)), (a,)),
         "remove_small_boxes": (lambda x: frcnn_fast.remove_small_boxes(x, 100.0), (a,)),
-        "encode_boxes": (lambda x, y: frcnn_fast.encode_boxes(x, y, (10, 10, 5, 5)), (a, a.flip(0))),
+        "encode_boxes": (
+            lambda x, y: frcnn_fast.encode_boxes(x, y, (10, 10, 5, 5)),
+            (a, a.flip(0)),
+        ),
         "decode_boxes": (lambda d, x: frcnn_fast.decode_boxes(d, x, (10, 10, 5, 5)), (deltas, a)),
         "grid_anchors": (
             lambda x: frcnn_fast.generate_anchors((37, 29), 16, dtype=dtype, device=x.device),
@@ -212,7 +235,9 @@ def test_every_op_past_lowered_grid_caps(cap, dtype):
 )
 def test_box_iou_past_the_grid_caps(n, m):
     a, b = _large_boxes(n, 1), _large_boxes(m, 2)
-    _identical(frcnn_fast.box_iou(a, b), frcnn_fast.box_iou(a.cuda(), b.cuda()).cpu(), torch.float32)
+    _identical(
+        frcnn_fast.box_iou(a, b), frcnn_fast.box_iou(a.cuda(), b.cuda()).cpu(), torch.float32
+    )
 
 
 @pytest.mark.cuda
@@ -223,4 +248,8 @@ def test_elementwise_ops_past_the_grid_cap():
     boxes = _large_boxes(17_000_000, 3)
     gpu = boxes.cuda()
     _identical(frcnn_fast.box_area(boxes), frcnn_fast.box_area(gpu).cpu(), torch.float32)
-    _identical(frcnn_fast.clip_boxes(boxes, (600, 800)), frcnn_fast.clip_boxes(gpu, (600, 800)).cpu(), torch.float32)
+    _identical(
+        frcnn_fast.clip_boxes(boxes, (600, 800)),
+        frcnn_fast.clip_boxes(gpu, (600, 800)).cpu(),
+        torch.float32,
+    )

@@ -1,22 +1,26 @@
 """MultiScaleRoIAlign and the multi-level op: level assignment, per-level equality with
 roi_align, the NumPy reference, torchvision (forward and gradients)."""
+
 import numpy as np
 import pytest
 import torch
 import torchvision
-from hypothesis import given, strategies as st
+from helpers import DEVICES, check_close, to_np
+from hypothesis import given
+from hypothesis import strategies as st
 
 import frcnn_fast
 import frcnn_fast.reference as R
 from frcnn_fast.ops.poolers import fpn_levels
-from helpers import DEVICES, check_close, to_np
 
 
 def _fpn(device, rng, n=2, c=3, image=(64, 64), levels=4, dtype=torch.float32):
     feats = {}
     for l in range(levels):
         s = 2 ** (l + 2)
-        feats[f"p{l + 2}"] = torch.as_tensor(rng.normal(size=(n, c, image[0] // s, image[1] // s))).to(dtype=dtype, device=device)
+        feats[f"p{l + 2}"] = torch.as_tensor(
+            rng.normal(size=(n, c, image[0] // s, image[1] // s))
+        ).to(dtype=dtype, device=device)
     return feats
 
 
@@ -29,7 +33,11 @@ def _boxes(rng, k, image, device, dtype=torch.float32):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@given(seed=st.integers(0, 10_000), counts=st.lists(st.integers(0, 12), min_size=1, max_size=3), sr=st.sampled_from([-1, 0, 2]))
+@given(
+    seed=st.integers(0, 10_000),
+    counts=st.lists(st.integers(0, 12), min_size=1, max_size=3),
+    sr=st.sampled_from([-1, 0, 2]),
+)
 def test_multiscale_matches_torchvision(device, seed, counts, sr):
     rng = np.random.default_rng(seed)
     image = (64, 64)
@@ -60,7 +68,13 @@ def test_multilevel_op_equals_per_level_roi_align(device, layout):
         feats = [f.contiguous(memory_format=torch.channels_last) for f in feats]
     scales = [1 / 4, 1 / 8, 1 / 16]
     k = 30
-    rois = torch.cat([torch.as_tensor(rng.integers(0, 2, (k, 1)), dtype=torch.float64, device=device), _boxes(rng, k, (48, 40), device, torch.float64)], 1)
+    rois = torch.cat(
+        [
+            torch.as_tensor(rng.integers(0, 2, (k, 1)), dtype=torch.float64, device=device),
+            _boxes(rng, k, (48, 40), device, torch.float64),
+        ],
+        1,
+    )
     levels = torch.as_tensor(rng.integers(0, 3, k), device=device)
     inputs = [f.clone().requires_grad_() for f in feats]
     out = frcnn_fast.multilevel_roi_align(inputs, rois, levels, (3, 2), scales, 2, True)
@@ -76,7 +90,16 @@ def test_multilevel_op_equals_per_level_roi_align(device, layout):
             (expected_grads[l],) = torch.autograd.grad(o, single, g[sel])
     for a, b in zip(grads, expected_grads):
         check_close(to_np(a), to_np(b), 1e-12, 1e-12)
-    ref = R.multilevel_roi_align([to_np(f) for f in feats], to_np(rois), to_np(levels), (3, 2), scales, 2, True, geometry=np.float64)
+    ref = R.multilevel_roi_align(
+        [to_np(f) for f in feats],
+        to_np(rois),
+        to_np(levels),
+        (3, 2),
+        scales,
+        2,
+        True,
+        geometry=np.float64,
+    )
     check_close(to_np(out), ref, 1e-9, 1e-9)
 
 

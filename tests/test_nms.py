@@ -1,18 +1,20 @@
 """nms, batched_nms and their padded forms: kernel == reference with exact indices (ties,
 thresholds at +-1 ulp, non-finite values, every dtype), greedy properties, torchvision,
 large inputs, and the sync-free padded form on a GPU."""
+
+import cuda_emu
 import numpy as np
 import pytest
 import torch
 import torchvision
-from hypothesis import given, strategies as st
+from helpers import DEVICES, DTYPES, FULL, HAS_CUDA, box_arrays, dtype_id, to_np, to_tensor
+from hypothesis import given
+from hypothesis import strategies as st
 
-import cuda_emu
 import frcnn_fast
 import frcnn_fast.reference as R
 from frcnn_fast.reference.nms import iou_one_to_many
 from frcnn_fast.reference.nms import rank as rank_of
-from helpers import DEVICES, DTYPES, FULL, HAS_CUDA, box_arrays, dtype_id, to_np, to_tensor
 
 THRESHOLDS = st.sampled_from([0.0, 0.3, 0.5, 0.7, 0.9, 1.0]) | st.floats(0.0, 1.0)
 
@@ -75,7 +77,12 @@ def nms_inputs(draw, max_n=80, special=True, dtype=torch.float32):
     elif kind == "scattered":
         boxes = draw(box_arrays(n=n, lim=lim // 2, grid=True, max_size=lim // 4))
     else:
-        boxes = np.concatenate([draw(clustered_boxes(n // 2, lim)), draw(box_arrays(n=n - n // 2, lim=lim // 2, grid=True))])
+        boxes = np.concatenate(
+            [
+                draw(clustered_boxes(n // 2, lim)),
+                draw(box_arrays(n=n - n // 2, lim=lim // 2, grid=True)),
+            ]
+        )
     if n > 1 and draw(st.booleans()):  # duplicates: IoU exactly 1
         src = draw(st.lists(st.integers(0, n - 1), max_size=4))
         dst = draw(st.lists(st.integers(0, n - 1), min_size=len(src), max_size=len(src)))
@@ -97,7 +104,9 @@ def run_both(boxes, scores, dtype, device, thr):
 
 def assert_same(got, want, **context):
     got = indices(got)
-    assert got.tolist() == want.tolist(), f"kernel {got.tolist()} != reference {want.tolist()}; {context}"
+    assert got.tolist() == want.tolist(), (
+        f"kernel {got.tolist()} != reference {want.tolist()}; {context}"
+    )
 
 
 # ============================================================ kernel == reference (exact)
@@ -116,7 +125,10 @@ def test_nms_matches_reference(device, dtype, data, thr):
 @given(data=st.data(), thr=THRESHOLDS, groups=st.integers(1, 6))
 def test_batched_nms_matches_reference(device, dtype, data, thr, groups):
     boxes, scores = data.draw(nms_inputs(dtype=dtype))
-    idxs = np.asarray(data.draw(st.lists(st.integers(-3, groups), min_size=len(boxes), max_size=len(boxes))), dtype=np.int64)
+    idxs = np.asarray(
+        data.draw(st.lists(st.integers(-3, groups), min_size=len(boxes), max_size=len(boxes))),
+        dtype=np.int64,
+    )
     idx_dtype = data.draw(st.sampled_from([torch.int64, torch.int32, torch.int16, torch.uint8]))
     if idx_dtype == torch.uint8:
         idxs = idxs - idxs.min(initial=0)
@@ -129,10 +141,21 @@ def test_batched_nms_matches_reference(device, dtype, data, thr, groups):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
-@given(data=st.data(), thr=THRESHOLDS, max_output=st.integers(0, 40), use_score=st.booleans(), score_thr=st.floats(-1, 1))
-def test_padded_matches_reference_and_unpadded(device, dtype, data, thr, max_output, use_score, score_thr):
+@given(
+    data=st.data(),
+    thr=THRESHOLDS,
+    max_output=st.integers(0, 40),
+    use_score=st.booleans(),
+    score_thr=st.floats(-1, 1),
+)
+def test_padded_matches_reference_and_unpadded(
+    device, dtype, data, thr, max_output, use_score, score_thr
+):
     boxes, scores = data.draw(nms_inputs(dtype=dtype))
-    idxs = np.asarray(data.draw(st.lists(st.integers(0, 3), min_size=len(boxes), max_size=len(boxes))), dtype=np.int64)
+    idxs = np.asarray(
+        data.draw(st.lists(st.integers(0, 3), min_size=len(boxes), max_size=len(boxes))),
+        dtype=np.int64,
+    )
     b, s = to_tensor(boxes, dtype, device), to_tensor(scores, dtype, device)
     i = torch.as_tensor(idxs).to(b.device)
     st_arg = score_thr if use_score else None
@@ -145,7 +168,9 @@ def test_padded_matches_reference_and_unpadded(device, dtype, data, thr, max_out
         ),
         (
             frcnn_fast.batched_nms_padded(b, s, i, thr, max_output, st_arg),
-            R.batched_nms_padded(to_np(b), to_np(s), idxs, thr, max_output, st_arg, compute_dtype=cd),
+            R.batched_nms_padded(
+                to_np(b), to_np(s), idxs, thr, max_output, st_arg, compute_dtype=cd
+            ),
             frcnn_fast.batched_nms(b, s, i, thr),
         ),
     ):
@@ -154,7 +179,7 @@ def test_padded_matches_reference_and_unpadded(device, dtype, data, thr, max_out
         assert out.device.type == count.device.type == b.device.type
         assert_same(out, want, thr=thr, max_output=max_output, score_threshold=st_arg)
         assert int(count) == want_count
-        assert (indices(out)[int(count):] == -1).all()
+        assert (indices(out)[int(count) :] == -1).all()
         if st_arg is None:  # padded == the unpadded result, cut to max_output
             assert indices(out)[: int(count)].tolist() == indices(unpadded)[:max_output].tolist()
 
@@ -203,7 +228,9 @@ def test_threshold_ties_at_one_ulp(device, dtype, data):
     """A pair whose IoU (in the kernels' arithmetic) equals the threshold is not suppressed
     (strict >); one ulp lower, it is. Kernel and reference agree on both sides."""
     lim = _lim(dtype)
-    a = data.draw(box_arrays(n=1, lim=lim // 2, grid=True, degenerate=False, min_size=1, max_size=lim // 4))[0]
+    a = data.draw(
+        box_arrays(n=1, lim=lim // 2, grid=True, degenerate=False, min_size=1, max_size=lim // 4)
+    )[0]
     shift = data.draw(st.tuples(*[st.integers(-16, 16).map(lambda k: k / 8)] * 4))
     pair = np.stack([a, a + np.asarray(shift)])
     b = to_tensor(pair, dtype, device)
@@ -255,7 +282,10 @@ def test_empty_and_zero_max_output(device, dtype):
     i = torch.zeros(0, dtype=torch.int64, device=b.device)
     for out in (frcnn_fast.nms(b, s, 0.5), frcnn_fast.batched_nms(b, s, i, 0.5)):
         assert out.shape == (0,) and out.dtype == torch.int64 and out.device.type == b.device.type
-    for out, count in (frcnn_fast.nms_padded(b, s, 0.5, 3), frcnn_fast.batched_nms_padded(b, s, i, 0.5, 3)):
+    for out, count in (
+        frcnn_fast.nms_padded(b, s, 0.5, 3),
+        frcnn_fast.batched_nms_padded(b, s, i, 0.5, 3),
+    ):
         assert indices(out).tolist() == [-1, -1, -1] and int(count) == 0
     b1 = to_tensor([[0, 0, 1, 1]], dtype, device)
     s1 = to_tensor([1.0], dtype, device)
@@ -294,7 +324,7 @@ def test_greedy_properties(device, dtype, data, thr):
     rank[rank_of(sc)] = np.arange(len(sc))
     for k, i in enumerate(keep):
         if k + 1 < len(keep):
-            assert np.all(iou_one_to_many(x[i], x[keep[k + 1:]]) <= thr)
+            assert np.all(iou_one_to_many(x[i], x[keep[k + 1 :]]) <= thr)
     for j in sorted(set(range(len(sc))) - set(keep.tolist())):
         above = keep[rank[keep] < rank[j]]
         assert len(above) and np.any(iou_one_to_many(x[j], x[above]).astype(np.float64) > thr), j
@@ -312,7 +342,11 @@ def test_permutation_invariance_with_distinct_scores(device, dtype, data, thr):
     if n and len(np.unique(to_np(s))) < n:  # rounding to a half type made ties
         return
     keep = indices(frcnn_fast.nms(b, s, thr))
-    keep_perm = indices(frcnn_fast.nms(b[torch.as_tensor(perm).to(b.device)], s[torch.as_tensor(perm).to(b.device)], thr))
+    keep_perm = indices(
+        frcnn_fast.nms(
+            b[torch.as_tensor(perm).to(b.device)], s[torch.as_tensor(perm).to(b.device)], thr
+        )
+    )
     assert perm[keep_perm].tolist() == keep.tolist()
 
 
@@ -322,7 +356,9 @@ def test_permutation_invariance_with_distinct_scores(device, dtype, data, thr):
 def test_batched_equals_per_group_nms(device, dtype, data, thr):
     boxes, scores = data.draw(nms_inputs(dtype=dtype))
     n = len(boxes)
-    idxs = np.asarray(data.draw(st.lists(st.integers(0, 4), min_size=n, max_size=n)), dtype=np.int64)
+    idxs = np.asarray(
+        data.draw(st.lists(st.integers(0, 4), min_size=n, max_size=n)), dtype=np.int64
+    )
     b, s = to_tensor(boxes, dtype, device), to_tensor(scores, dtype, device)
     got = indices(frcnn_fast.batched_nms(b, s, torch.as_tensor(idxs).to(b.device), thr))
     kept = []
@@ -332,7 +368,11 @@ def test_batched_equals_per_group_nms(device, dtype, data, thr):
     # merged in decreasing score, ties in input order (NaN last)
     sc = to_np(s)
     key = np.where(np.isnan(sc[kept]), np.inf, -sc[kept]) if kept else np.zeros(0)
-    merged = np.asarray(kept, dtype=np.int64)[np.lexsort((np.asarray(kept), np.isnan(sc[kept]), key))] if kept else []
+    merged = (
+        np.asarray(kept, dtype=np.int64)[np.lexsort((np.asarray(kept), np.isnan(sc[kept]), key))]
+        if kept
+        else []
+    )
     assert got.tolist() == list(merged)
 
 
@@ -351,9 +391,14 @@ def test_matches_torchvision_without_ties(device, dtype, data, thr):
     for i in range(n):
         if n and np.any(np.abs(iou_one_to_many(x[i], x) - thr) < 1e-5):
             return
-    assert indices(frcnn_fast.nms(b, s, thr)).tolist() == torchvision.ops.nms(b, s, thr).cpu().tolist()
+    assert (
+        indices(frcnn_fast.nms(b, s, thr)).tolist() == torchvision.ops.nms(b, s, thr).cpu().tolist()
+    )
     idxs = torch.as_tensor(np.random.default_rng(n + 1).integers(0, 3, n)).to(b.device)
-    assert indices(frcnn_fast.batched_nms(b, s, idxs, thr)).tolist() == torchvision.ops.batched_nms(b, s, idxs, thr).cpu().tolist()
+    assert (
+        indices(frcnn_fast.batched_nms(b, s, idxs, thr)).tolist()
+        == torchvision.ops.batched_nms(b, s, idxs, thr).cpu().tolist()
+    )
 
 
 # ============================================================ large inputs
@@ -370,14 +415,18 @@ def test_large_input_matches_tiled_reference(device, request):
     parts, scores = [], []
     for t in range(tiles):
         ox, oy = (t % 20) * 2000.0, (t // 20) * 2000.0
-        local = _clustered_np(rng, per, 1000) if t % 2 else np.round(_scattered_np(rng, per, 1000) * 8) / 8
+        local = (
+            _clustered_np(rng, per, 1000)
+            if t % 2
+            else np.round(_scattered_np(rng, per, 1000) * 8) / 8
+        )
         parts.append(local + [ox, oy, ox, oy])
         scores.append(rng.integers(0, 64, per) / 64.0)
     boxes = np.concatenate(parts)
     sc = np.concatenate(scores)
     perm = rng.permutation(len(boxes))
     boxes, sc = boxes[perm], sc[perm]
-    tile = (perm // per)
+    tile = perm // per
     b = to_tensor(boxes, torch.float32, device)
     s = to_tensor(sc, torch.float32, device)
     got = indices(frcnn_fast.nms(b, s, 0.7))
@@ -403,7 +452,12 @@ def test_many_overlapping_groups_match_reference(device, request, thr):
     rng = np.random.default_rng(11)
     emulated = request.node.get_closest_marker("on_cuda_emu") is not None
     n = 1_500 if emulated else 9_000
-    boxes = np.concatenate([_clustered_np(rng, n // 2, 1000, k=6), np.round(_scattered_np(rng, n - n // 2, 1000) * 8) / 8])
+    boxes = np.concatenate(
+        [
+            _clustered_np(rng, n // 2, 1000, k=6),
+            np.round(_scattered_np(rng, n - n // 2, 1000) * 8) / 8,
+        ]
+    )
     scores = rng.integers(0, 256, n) / 256.0
     idxs = np.where(rng.uniform(size=n) < 0.4, 7, rng.integers(-50, 50, n))
     idxs[rng.choice(n, 5, replace=False)] = [1000, 1001, 1002, -(2**40), 2**40]
@@ -416,7 +470,11 @@ def test_many_overlapping_groups_match_reference(device, request, thr):
 # ============================================================ CUDA kernels == CPU kernel
 CUDA_BACKENDS = [
     pytest.param("cuda_emu", marks=[pytest.mark.cuda_emu], id="cuda_emu"),
-    pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(not HAS_CUDA, reason="no GPU")], id="cuda"),
+    pytest.param(
+        "cuda",
+        marks=[pytest.mark.cuda, pytest.mark.skipif(not HAS_CUDA, reason="no GPU")],
+        id="cuda",
+    ),
 ]
 # (seed, worker threads, grid cap): one and two workers, the GPU's cap and caps of 1 and 2
 # blocks, which push the mask kernel's tiles and the per-segment reduction through their
@@ -427,6 +485,7 @@ NMS_SCHEDULES = ((21, 2, 65535), (22, 1, 1), (23, 2, 2), (24, 1, 65535))
 def on_cuda(backend, fn, *tensors, schedules=NMS_SCHEDULES):
     """``fn(*tensors)`` on the CUDA kernels, returned on the CPU. Emulated: under each of
     ``schedules``, which must all give the same result (scheduling may not change it)."""
+
     def cpu(out):
         return tuple(o.cpu() for o in out) if isinstance(out, tuple) else out.cpu()
 
@@ -437,7 +496,10 @@ def on_cuda(backend, fn, *tensors, schedules=NMS_SCHEDULES):
         with cuda_emu.emulated(seed=seed, workers=workers, max_grid_dim=cap):
             results.append(cpu(fn(*tensors)))
     for other in results[1:]:
-        for a, b in zip(other if isinstance(other, tuple) else (other,), results[0] if isinstance(results[0], tuple) else (results[0],)):
+        for a, b in zip(
+            other if isinstance(other, tuple) else (other,),
+            results[0] if isinstance(results[0], tuple) else (results[0],),
+        ):
             assert torch.equal(a, b), "the emulated CUDA result depends on the schedule"
     return results[0]
 
@@ -446,35 +508,72 @@ def _four_ops(thr, max_output, score_threshold):
     return (
         ("nms", lambda b, s, i: frcnn_fast.nms(b, s, thr)),
         ("batched_nms", lambda b, s, i: frcnn_fast.batched_nms(b, s, i, thr)),
-        ("nms_padded", lambda b, s, i: frcnn_fast.nms_padded(b, s, thr, max_output, score_threshold)),
-        ("batched_nms_padded", lambda b, s, i: frcnn_fast.batched_nms_padded(b, s, i, thr, max_output, score_threshold)),
+        (
+            "nms_padded",
+            lambda b, s, i: frcnn_fast.nms_padded(b, s, thr, max_output, score_threshold),
+        ),
+        (
+            "batched_nms_padded",
+            lambda b, s, i: frcnn_fast.batched_nms_padded(
+                b, s, i, thr, max_output, score_threshold
+            ),
+        ),
     )
 
 
-def _assert_cuda_equals_cpu(backend, b, s, i, thr, max_output, score_threshold, schedules=NMS_SCHEDULES, **context):
+def _assert_cuda_equals_cpu(
+    backend, b, s, i, thr, max_output, score_threshold, schedules=NMS_SCHEDULES, **context
+):
     for name, fn in _four_ops(thr, max_output, score_threshold):
         want = fn(b, s, i)
         got = on_cuda(backend, fn, b, s, i, schedules=schedules)
         if isinstance(want, tuple):
-            assert got[0].tolist() == want[0].tolist() and int(got[1]) == int(want[1]), (name, context)
+            assert got[0].tolist() == want[0].tolist() and int(got[1]) == int(want[1]), (
+                name,
+                context,
+            )
         else:
             assert got.tolist() == want.tolist(), (name, got.tolist(), want.tolist(), context)
 
 
 @pytest.mark.parametrize("backend", CUDA_BACKENDS)
 @pytest.mark.parametrize("dtype", DTYPES)
-@given(data=st.data(), thr=THRESHOLDS, max_output=st.integers(0, 60), score_thr=st.none() | st.floats(-1, 1))
+@given(
+    data=st.data(),
+    thr=THRESHOLDS,
+    max_output=st.integers(0, 60),
+    score_thr=st.none() | st.floats(-1, 1),
+)
 def test_cuda_equals_cpu(backend, dtype, data, thr, max_output, score_thr):
     """The four ops, hypothesis inputs (ties, NaN/inf, duplicates), few and many groups."""
     boxes, scores = data.draw(nms_inputs(max_n=70, dtype=dtype))
     groups = data.draw(st.sampled_from([1, 3, 40]))
-    idxs = np.asarray(data.draw(st.lists(st.integers(0, groups - 1), min_size=len(boxes), max_size=len(boxes))), dtype=np.int64)
+    idxs = np.asarray(
+        data.draw(st.lists(st.integers(0, groups - 1), min_size=len(boxes), max_size=len(boxes))),
+        dtype=np.int64,
+    )
     b, s = to_tensor(boxes, dtype), to_tensor(scores, dtype)
-    _assert_cuda_equals_cpu(backend, b, s, torch.as_tensor(idxs), thr, max_output, score_thr, schedules=NMS_SCHEDULES[:2])
+    _assert_cuda_equals_cpu(
+        backend,
+        b,
+        s,
+        torch.as_tensor(idxs),
+        thr,
+        max_output,
+        score_thr,
+        schedules=NMS_SCHEDULES[:2],
+    )
 
 
 @pytest.mark.parametrize("backend", CUDA_BACKENDS)
-@pytest.mark.parametrize("dtype", [pytest.param(torch.float32, id="float32"), pytest.param(torch.float16, id="float16"), pytest.param(torch.float64, id="float64")])
+@pytest.mark.parametrize(
+    "dtype",
+    [
+        pytest.param(torch.float32, id="float32"),
+        pytest.param(torch.float16, id="float16"),
+        pytest.param(torch.float64, id="float64"),
+    ],
+)
 @pytest.mark.parametrize("n", [64, 65, 127, 129, 64 * 33 - 1, 64 * 33 + 1])
 def test_cuda_equals_cpu_block_sizes(backend, dtype, n):
     """Sizes around the 64-box mask blocks, and (64 * 33 +- 1: 33 words per row with 32
@@ -488,8 +587,16 @@ def test_cuda_equals_cpu_block_sizes(backend, dtype, n):
         for groups in (1, 3, max(2, n // 10)):
             i = torch.as_tensor(rng.integers(0, groups, n))
             _assert_cuda_equals_cpu(
-                backend, b, s, i, 0.6, n // 2, 0.5, schedules=NMS_SCHEDULES[:2] if n > 1000 else NMS_SCHEDULES,
-                n=n, groups=groups,
+                backend,
+                b,
+                s,
+                i,
+                0.6,
+                n // 2,
+                0.5,
+                schedules=NMS_SCHEDULES[:2] if n > 1000 else NMS_SCHEDULES,
+                n=n,
+                groups=groups,
             )
 
 
@@ -502,7 +609,10 @@ def test_emulated_cuda_refuses_a_mask_that_cannot_fit():
     b = torch.zeros(n, 4)
     s = torch.zeros(n)
     with cuda_emu.emulated(seed=1, workers=1, max_grid_dim=65535):
-        with pytest.raises(RuntimeError, match=r"nms: N = 1000000 boxes need a suppression mask of N x 15625 64-bit words"):
+        with pytest.raises(
+            RuntimeError,
+            match=r"nms: N = 1000000 boxes need a suppression mask of N x 15625 64-bit words",
+        ):
             frcnn_fast.nms(b, s, 0.5)
         with pytest.raises(RuntimeError, match=r"batched_nms_padded: N = 1000000 boxes need"):
             frcnn_fast.batched_nms_padded(b, s, torch.zeros(n, dtype=torch.int64), 0.5, 10)
@@ -548,7 +658,9 @@ def test_padded_cuda_graph_capture_and_replay(dtype):
         graph.replay()
         want, want_count = frcnn_fast.nms_padded(static_b.cpu(), static_s.cpu(), 0.7, 500, 0.1)
         assert torch.equal(out.cpu(), want) and int(count) == int(want_count)
-        want, want_count = frcnn_fast.batched_nms_padded(static_b.cpu(), static_s.cpu(), static_i.cpu(), 0.7, 500, 0.1)
+        want, want_count = frcnn_fast.batched_nms_padded(
+            static_b.cpu(), static_s.cpu(), static_i.cpu(), 0.7, 500, 0.1
+        )
         assert torch.equal(bout.cpu(), want) and int(bcount) == int(want_count)
 
 

@@ -1,13 +1,14 @@
 """torch.library.opcheck on every custom op of the frcnn_fast namespace: schema, fake (meta)
 kernel, autograd registration and AOT dispatch with dynamic shapes."""
+
 import math
 
 import numpy as np
 import pytest
 import torch
+from helpers import REAL_DEVICES, random_boxes
 
 import frcnn_fast  # noqa: F401  (loads _C and registers torch.ops.frcnn_fast.*)
-from helpers import REAL_DEVICES, random_boxes
 
 OPS = (
     "box_area",
@@ -50,17 +51,49 @@ def samples(name, device):
     f32, f64, f16, bf16 = torch.float32, torch.float64, torch.float16, torch.bfloat16
     b = lambda n, dt=f32, seed=0, **kw: _boxes(n, dt, device, seed, **kw)  # noqa: E731
     if name == "box_area":
-        return [(b(7),), (b(5, f64, layout="slice"),), (b(0),), (b(6, f16),), (b(4, bf16).reshape(2, 2, 4),)]
+        return [
+            (b(7),),
+            (b(5, f64, layout="slice"),),
+            (b(0),),
+            (b(6, f16),),
+            (b(4, bf16).reshape(2, 2, 4),),
+        ]
     if name == "box_iou":
-        return [(b(7), b(5, seed=1)), (b(3, f64, layout="slice"), b(4, f64, seed=2)), (b(0), b(3)), (b(4, bf16), b(2, bf16, seed=3))]
+        return [
+            (b(7), b(5, seed=1)),
+            (b(3, f64, layout="slice"), b(4, f64, seed=2)),
+            (b(0), b(3)),
+            (b(4, bf16), b(2, bf16, seed=3)),
+        ]
     if name == "box_iou_aligned":
-        return [(b(7), b(7, seed=1)), (b(4, f64, layout="slice"), b(4, f64, seed=2)), (b(0), b(0)), (b(5, f16), b(5, f16, seed=3))]
+        return [
+            (b(7), b(7, seed=1)),
+            (b(4, f64, layout="slice"), b(4, f64, seed=2)),
+            (b(0), b(0)),
+            (b(5, f16), b(5, f16, seed=3)),
+        ]
     if name == "box_convert":
-        return [(b(6), "xyxy", "cxcywh"), (b(5, f64, layout="slice"), "xywh", "yxyx"), (b(0), "cxcywh", "xyxy"), (b(3, bf16), "yxyx", "xywh")]
+        return [
+            (b(6), "xyxy", "cxcywh"),
+            (b(5, f64, layout="slice"), "xywh", "yxyx"),
+            (b(0), "cxcywh", "xyxy"),
+            (b(3, bf16), "yxyx", "xywh"),
+        ]
     if name == "clip_boxes":
-        return [(b(6), 100.0, 150.0), (b(5, f64, layout="slice"), 80.5, 60.0), (b(0), 10.0, 10.0), (b(4, f16), 50.0, 70.0)]
+        return [
+            (b(6), 100.0, 150.0),
+            (b(5, f64, layout="slice"), 80.5, 60.0),
+            (b(0), 10.0, 10.0),
+            (b(4, f16), 50.0, 70.0),
+        ]
     if name == "remove_small_boxes":
-        return [(b(9), 20.0), (b(6, f64, layout="slice"), 0.0), (b(0), 1.0), (b(5, bf16), 1e9), (b(7, f16), 30.0)]
+        return [
+            (b(9), 20.0),
+            (b(6, f64, layout="slice"), 0.0),
+            (b(0), 1.0),
+            (b(5, bf16), 1e9),
+            (b(7, f16), 30.0),
+        ]
     if name == "encode_boxes":
         w1, w2 = [1.0, 1.0, 1.0, 1.0], [10.0, 10.0, 5.0, 5.0]
         return [
@@ -71,15 +104,24 @@ def samples(name, device):
         ]
     if name == "decode_boxes":
         clamp = math.log(1000.0 / 16)
-        d = lambda n, k, dt=f32: torch.linspace(-2, 2, n * 4 * k).reshape(n, 4 * k).to(dtype=dt, device=device)  # noqa: E731
+        d = lambda n, k, dt=f32: (
+            torch.linspace(-2, 2, n * 4 * k).reshape(n, 4 * k).to(dtype=dt, device=device)
+        )  # noqa: E731
         return [
             (d(6, 1), b(6, positive=True), [1.0, 1.0, 1.0, 1.0], clamp),
-            (d(5, 3, f64)[:, :8], b(5, f64, positive=True, layout="slice"), [10.0, 10.0, 5.0, 5.0], clamp),
+            (
+                d(5, 3, f64)[:, :8],
+                b(5, f64, positive=True, layout="slice"),
+                [10.0, 10.0, 5.0, 5.0],
+                clamp,
+            ),
             (d(0, 2), b(0), [1.0, 1.0, 1.0, 1.0], clamp),
             (d(4, 2, bf16), b(4, bf16, positive=True), [10.0, 10.0, 5.0, 5.0], 2.0),
         ]
     if name == "grid_anchors":
-        base = lambda dt: frcnn_fast.base_anchors((32, 64), (0.5, 1.0, 2.0), dtype=dt, device=device)  # noqa: E731
+        base = lambda dt: frcnn_fast.base_anchors(
+            (32, 64), (0.5, 1.0, 2.0), dtype=dt, device=device
+        )  # noqa: E731
         return [
             (base(f32), 3, 5, 8.0, 12.0, 0.5),
             (base(f64), 4, 2, 16.0, 16.0, 0.0),
@@ -88,16 +130,26 @@ def samples(name, device):
         ]
     if name in ("nms", "batched_nms", "nms_padded", "batched_nms_padded"):
         rng = np.random.default_rng(4)
-        s = lambda n, dt=f32: torch.as_tensor(rng.integers(0, 5, n) / 4.0).to(dtype=dt, device=device)  # noqa: E731
+        s = lambda n, dt=f32: torch.as_tensor(rng.integers(0, 5, n) / 4.0).to(
+            dtype=dt, device=device
+        )  # noqa: E731
         g = lambda n: torch.as_tensor(rng.integers(0, 3, n)).to(device)  # noqa: E731
-        plain = [(b(40), s(40), 0.5), (b(30, f64, layout="slice"), s(30, f64), 0.3), (b(0), s(0), 0.7), (b(20, f16), s(20, f16), 0.5), (b(20, bf16), s(20, bf16), 1.0)]
+        plain = [
+            (b(40), s(40), 0.5),
+            (b(30, f64, layout="slice"), s(30, f64), 0.3),
+            (b(0), s(0), 0.7),
+            (b(20, f16), s(20, f16), 0.5),
+            (b(20, bf16), s(20, bf16), 1.0),
+        ]
         if name == "nms":
             return plain
         if name == "batched_nms":
             return [(bx, sc, g(len(bx)), t) for bx, sc, t in plain]
         if name == "nms_padded":
             return [(bx, sc, t, 8) for bx, sc, t in plain] + [(b(25), s(25), 0.5, 50, 0.3)]
-        return [(bx, sc, g(len(bx)), t, 8) for bx, sc, t in plain] + [(b(25), s(25), g(25), 0.5, 50, 0.3)]
+        return [(bx, sc, g(len(bx)), t, 8) for bx, sc, t in plain] + [
+            (b(25), s(25), g(25), 0.5, 50, 0.3)
+        ]
     if name.lstrip("_").startswith(("roi_", "multilevel")):
         return _roi_samples(name, device)
     raise AssertionError(name)
@@ -116,7 +168,9 @@ def _roi_samples(name, device):
     f32, f64, bf16 = torch.float32, torch.float64, torch.bfloat16
 
     def fmap(n, c, h, w, dtype=f32, layout=None, seed=0):
-        t = torch.as_tensor(np.random.default_rng(seed).normal(size=(n, c, h, w))).to(dtype=dtype, device=device)
+        t = torch.as_tensor(np.random.default_rng(seed).normal(size=(n, c, h, w))).to(
+            dtype=dtype, device=device
+        )
         if layout == "cl":
             t = t.contiguous(memory_format=torch.channels_last)
         elif layout == "strided":
@@ -130,11 +184,16 @@ def _roi_samples(name, device):
         (fmap(2, 3, 6, 6, bf16), _rois(4, 2, bf16, device, 3), 0.5, 2, 2),
         (fmap(2, 3, 6, 6), _rois(0, 2, f32, device, 4), 0.5, 2, 2),
     ]
-    levels = lambda k, seed: torch.as_tensor(np.random.default_rng(seed).integers(0, 2, k), device=device)  # noqa: E731
+    levels = lambda k, seed: torch.as_tensor(
+        np.random.default_rng(seed).integers(0, 2, k), device=device
+    )  # noqa: E731
     if name == "roi_pool":
         return [(*a, i % 2 == 0) for i, a in enumerate(fwd)]
     if name == "roi_align":
-        return [(*a, sr, al, False) for a, sr, al in zip(fwd, (-1, 2, 0, 1, -1), (False, True, True, False, False))]
+        return [
+            (*a, sr, al, False)
+            for a, sr, al in zip(fwd, (-1, 2, 0, 1, -1), (False, True, True, False, False))
+        ]
     if name == "multilevel_roi_align":
         return [
             ([x, x[:, :, ::2, ::2]], r, levels(len(r), i), [s, s / 2], ph, pw, 2, bool(i % 2), True)
@@ -152,7 +211,24 @@ def _roi_samples(name, device):
             out.append((g, r, s, ph, pw, n, c, h, w, -1, False, cl, False))
         else:
             lv = levels(r.shape[0], 7)
-            out.append((g, r, lv, [s, s / 2], ph, pw, n, c, [h, (h + 1) // 2], [w, (w + 1) // 2], 2, True, cl, True))
+            out.append(
+                (
+                    g,
+                    r,
+                    lv,
+                    [s, s / 2],
+                    ph,
+                    pw,
+                    n,
+                    c,
+                    [h, (h + 1) // 2],
+                    [w, (w + 1) // 2],
+                    2,
+                    True,
+                    cl,
+                    True,
+                )
+            )
     return out
 
 

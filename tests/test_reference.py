@@ -1,6 +1,7 @@
 """The NumPy reference on its own: golden vectors, properties, agreement with torchvision in
 float64, and its packaging (``reference`` and ``frcnn_fast.reference`` expose the same API;
 the reference imports NumPy only)."""
+
 import itertools
 import subprocess
 import sys
@@ -10,18 +11,28 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from hypothesis import given, strategies as st
+from helpers import WEIGHTS, box_arrays, box_pairs, check_close, seed_nine
+from hypothesis import given
+from hypothesis import strategies as st
 from torchvision.models.detection._utils import BoxCoder
 from torchvision.models.detection.anchor_utils import AnchorGenerator as TVAnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 
 import frcnn_fast.reference as R
 import reference as repo_reference
-from helpers import WEIGHTS, box_arrays, box_pairs, check_close, seed_nine
 
 API_NAMES = {
-    "box_area", "box_iou", "box_iou_aligned", "box_convert", "clip_boxes", "remove_small_boxes",
-    "encode_boxes", "decode_boxes", "base_anchors", "generate_anchors", "generate_anchors_multilevel",
+    "box_area",
+    "box_iou",
+    "box_iou_aligned",
+    "box_convert",
+    "clip_boxes",
+    "remove_small_boxes",
+    "encode_boxes",
+    "decode_boxes",
+    "base_anchors",
+    "generate_anchors",
+    "generate_anchors_multilevel",
     "anchors_inside",
 }
 
@@ -50,16 +61,25 @@ def test_reference_is_numpy_only():
         "assert not bad, bad\n"
     )
     root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run([sys.executable, "-c", code], cwd=str(root), capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=str(root), capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
 
 
 def test_reference_returns_float64_bool_int64():
     b32 = np.asarray([[0, 0, 2, 2], [1, 1, 3, 4]], dtype=np.float32)
     for out in (
-        R.box_area(b32), R.box_iou(b32, b32), R.box_iou_aligned(b32, b32), R.box_convert(b32, "xyxy", "xywh"),
-        R.clip_boxes(b32, (2, 2)), R.encode_boxes(b32, b32), R.decode_boxes(b32, b32), R.base_anchors(),
-        R.generate_anchors((2, 2), 16), R.generate_anchors_multilevel([(1, 1)], [8], [(32,)], (1.0,)),
+        R.box_area(b32),
+        R.box_iou(b32, b32),
+        R.box_iou_aligned(b32, b32),
+        R.box_convert(b32, "xyxy", "xywh"),
+        R.clip_boxes(b32, (2, 2)),
+        R.encode_boxes(b32, b32),
+        R.decode_boxes(b32, b32),
+        R.base_anchors(),
+        R.generate_anchors((2, 2), 16),
+        R.generate_anchors_multilevel([(1, 1)], [8], [(32,)], (1.0,)),
     ):
         assert out.dtype == np.float64
     assert R.remove_small_boxes(b32, 1.0).dtype == np.int64
@@ -123,14 +143,23 @@ def _t(a):
     return torch.as_tensor(a, dtype=torch.float64)
 
 
-@given(a=box_arrays(degenerate=False, min_size=0.125), b=box_arrays(degenerate=False, min_size=0.125))
+@given(
+    a=box_arrays(degenerate=False, min_size=0.125), b=box_arrays(degenerate=False, min_size=0.125)
+)
 def test_reference_matches_torchvision_box_ops(a, b):
     check_close(R.box_iou(a, b), torchvision.ops.box_iou(_t(a), _t(b)).numpy(), 1e-12, 1e-14)
     check_close(R.box_area(a), torchvision.ops.box_area(_t(a)).numpy(), 1e-12, 0)
     for f, g in itertools.product(("xyxy", "xywh", "cxcywh"), repeat=2):
-        check_close(R.box_convert(a, f, g), torchvision.ops.box_convert(_t(a), f, g).numpy(), 1e-12, 1e-9)
-    assert np.array_equal(R.clip_boxes(a, (300, 200)), torchvision.ops.clip_boxes_to_image(_t(a), (300, 200)).numpy())
-    assert R.remove_small_boxes(a, 50.0).tolist() == torchvision.ops.remove_small_boxes(_t(a), 50.0).tolist()
+        check_close(
+            R.box_convert(a, f, g), torchvision.ops.box_convert(_t(a), f, g).numpy(), 1e-12, 1e-9
+        )
+    assert np.array_equal(
+        R.clip_boxes(a, (300, 200)), torchvision.ops.clip_boxes_to_image(_t(a), (300, 200)).numpy()
+    )
+    assert (
+        R.remove_small_boxes(a, 50.0).tolist()
+        == torchvision.ops.remove_small_boxes(_t(a), 50.0).tolist()
+    )
 
 
 @given(data=st.data(), weights=WEIGHTS)
@@ -141,12 +170,20 @@ def test_reference_matches_torchvision_box_coder(data, weights):
     enc = R.encode_boxes(ref, tgt, weights)
     check_close(enc, coder.encode_single(_t(tgt), _t(ref)).numpy(), 1e-9, 1e-9)
     deltas = np.concatenate([enc, -enc / 3], axis=1)
-    check_close(R.decode_boxes(deltas, ref, weights), coder.decode_single(_t(deltas), _t(ref)).numpy(), 1e-9, 1e-7)
+    check_close(
+        R.decode_boxes(deltas, ref, weights),
+        coder.decode_single(_t(deltas), _t(ref)).numpy(),
+        1e-9,
+        1e-7,
+    )
 
 
 @pytest.mark.parametrize(
     "sizes,ratios,fmaps",
-    [(((128, 256, 512),), ((0.5, 1.0, 2.0),), [(25, 19)]), (((32,), (64,)), ((0.5, 1.0, 2.0),) * 2, [(20, 15), (10, 8)])],
+    [
+        (((128, 256, 512),), ((0.5, 1.0, 2.0),), [(25, 19)]),
+        (((32,), (64,)), ((0.5, 1.0, 2.0),) * 2, [(20, 15), (10, 8)]),
+    ],
 )
 def test_reference_matches_torchvision_anchor_generator(sizes, ratios, fmaps):
     image = (400, 300)

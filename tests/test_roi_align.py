@@ -1,15 +1,35 @@
 """roi_align / RoIAlign: kernel vs NumPy reference (forward and backward), gradcheck,
 determinism, the rescaling property, torchvision."""
+
 import numpy as np
 import pytest
 import torch
 import torchvision
-from hypothesis import given, strategies as st
+from helpers import (
+    DEVICES,
+    DTYPES,
+    FULL,
+    RTOL,
+    check_close,
+    check_result_tensor,
+    compute_eps,
+    to_np,
+)
+from hypothesis import given
+from hypothesis import strategies as st
+from roi_helpers import (
+    LAYOUTS,
+    SCALES,
+    boxes_arg,
+    feature_maps,
+    geometry,
+    make_input,
+    roi_sets,
+    rounded_rois,
+)
 
 import frcnn_fast
 import frcnn_fast.reference as R
-from helpers import DEVICES, DTYPES, FULL, RTOL, check_close, check_result_tensor, compute_eps, to_np
-from roi_helpers import LAYOUTS, SCALES, boxes_arg, feature_maps, geometry, make_input, roi_sets, rounded_rois
 
 
 def _case(data):
@@ -36,14 +56,29 @@ def test_roi_align_matches_reference(device, dtype, data, layout, fmt):
     expected = R.roi_align(xr, rr, pooled, scale, sampling, aligned, geometry=g)
     # an average of values |v| <= max|x|: error of the float32/64 sums plus one final rounding
     atol = 16 * compute_eps(dtype) * np.abs(xr).max() + RTOL[dtype] * 1e-3
-    check_close(to_np(out), expected, RTOL[dtype], atol, rois=rr, scale=scale, sampling=sampling, aligned=aligned)
+    check_close(
+        to_np(out),
+        expected,
+        RTOL[dtype],
+        atol,
+        rois=rr,
+        scale=scale,
+        sampling=sampling,
+        aligned=aligned,
+    )
 
-    grad = torch.as_tensor(np.random.default_rng(len(rois)).normal(size=out.shape)).to(dtype=dtype, device=device)
+    grad = torch.as_tensor(np.random.default_rng(len(rois)).normal(size=out.shape)).to(
+        dtype=dtype, device=device
+    )
     (gi,) = torch.autograd.grad(out, inp, grad)
     check_result_tensor(gi, dtype, device, x.shape)
-    expected_g = R.roi_align_backward(to_np(grad), rr, x.shape, scale, sampling, aligned, geometry=g)
+    expected_g = R.roi_align_backward(
+        to_np(grad), rr, x.shape, scale, sampling, aligned, geometry=g
+    )
     # each input cell sums at most (K * bins) terms of size <= max|grad|
-    mag = max(1, len(rois) * pooled[0] * pooled[1]) * (np.abs(to_np(grad)).max() if grad.numel() else 0)
+    mag = max(1, len(rois) * pooled[0] * pooled[1]) * (
+        np.abs(to_np(grad)).max() if grad.numel() else 0
+    )
     check_close(to_np(gi), expected_g, RTOL[dtype], 16 * compute_eps(dtype) * mag + 1e-12, rois=rr)
 
 
@@ -76,8 +111,14 @@ def test_roi_align_gradcheck(device, aligned, sampling_ratio):
     x = torch.as_tensor(rng.normal(size=(2, 3, 7, 9)), device=device).requires_grad_()
     # coordinates off the cell grid so that no sample sits on a kink of the interpolant
     rois = torch.tensor(
-        [[0, 1.1, 0.7, 6.3, 5.9], [1, -2.3, 2.2, 4.1, 9.7], [0, 3.3, 3.1, 3.7, 3.4], [1, 5.2, 1.3, 12.1, 6.6]],
-        dtype=torch.float64, device=device,
+        [
+            [0, 1.1, 0.7, 6.3, 5.9],
+            [1, -2.3, 2.2, 4.1, 9.7],
+            [0, 3.3, 3.1, 3.7, 3.4],
+            [1, 5.2, 1.3, 12.1, 6.6],
+        ],
+        dtype=torch.float64,
+        device=device,
     )
     assert torch.autograd.gradcheck(
         lambda t: frcnn_fast.roi_align(t, rois, (2, 3), 0.9, sampling_ratio, aligned), (x,)
@@ -136,9 +177,22 @@ def _upsample(x, s, aligned):
         ys, xs = (np.arange(s * h) + 0.5) / s - 0.5, (np.arange(s * w) + 0.5) / s - 0.5
     else:
         ys, xs = np.arange(s * (h - 1) + 1) / s, np.arange(s * (w - 1) + 1) / s
-    rows = np.stack([[[np.interp(ys, np.arange(h), x[i, j, :, k]) for k in range(w)] for j in range(c)] for i in range(n)])
+    rows = np.stack(
+        [
+            [[np.interp(ys, np.arange(h), x[i, j, :, k]) for k in range(w)] for j in range(c)]
+            for i in range(n)
+        ]
+    )
     rows = rows.transpose(0, 1, 3, 2)  # [n, c, fine h, w]
-    return np.stack([[[np.interp(xs, np.arange(w), rows[i, j, r]) for r in range(rows.shape[2])] for j in range(c)] for i in range(n)])
+    return np.stack(
+        [
+            [
+                [np.interp(xs, np.arange(w), rows[i, j, r]) for r in range(rows.shape[2])]
+                for j in range(c)
+            ]
+            for i in range(n)
+        ]
+    )
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -190,7 +244,9 @@ def test_roi_align_empty(device, dtype):
 def test_roi_align_nonfinite_boxes_give_zero(device):
     x = torch.randn(1, 2, 6, 6, device=device).requires_grad_()
     nan, inf = float("nan"), float("inf")
-    rois = torch.tensor([[0, nan, 0, 3, 3], [0, 0, 0, inf, 3], [0, -inf, 1, 2, 2], [0, 1, 1, 4, 4]], device=device)
+    rois = torch.tensor(
+        [[0, nan, 0, 3, 3], [0, 0, 0, inf, 3], [0, -inf, 1, 2, 2], [0, 1, 1, 4, 4]], device=device
+    )
     out = frcnn_fast.roi_align(x, rois, 2, 1.0, -1, False)
     assert torch.equal(out[:3], torch.zeros_like(out[:3]))
     assert out[3].abs().sum() > 0

@@ -6,17 +6,22 @@ sum order, no FMA contraction on either side); the atomic backward sums in a sch
 order, so it is compared with a tolerance. Each emulated comparison runs under several seeds,
 worker counts and grid caps (1-3 blocks push the small inputs through every grid-stride loop).
 """
+
+import cuda_emu
 import numpy as np
 import pytest
 import torch
-
-import cuda_emu
-import frcnn_fast  # noqa: F401  (loads _C)
 from helpers import DTYPES, HAS_CUDA, dtype_id
+
+import frcnn_fast  # noqa: F401  (loads _C)
 
 BACKENDS = [
     pytest.param("cuda_emu", marks=[pytest.mark.cuda_emu], id="cuda_emu"),
-    pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(not HAS_CUDA, reason="no GPU")], id="cuda"),
+    pytest.param(
+        "cuda",
+        marks=[pytest.mark.cuda, pytest.mark.skipif(not HAS_CUDA, reason="no GPU")],
+        id="cuda",
+    ),
 ]
 # (seed, workers, max_grid_dim)
 SCHEDULES = ((21, 2, 65535), (22, 1, 1), (23, 2, 2), (24, 2, 3))
@@ -63,7 +68,16 @@ def _flat(r):
 
 def _run(backend, fn, *args, same_bits=True):
     if backend == "cuda":
-        out = fn(*(a.cuda() if isinstance(a, torch.Tensor) else [t.cuda() for t in a] if isinstance(a, list) else a for a in args))
+        out = fn(
+            *(
+                a.cuda()
+                if isinstance(a, torch.Tensor)
+                else [t.cuda() for t in a]
+                if isinstance(a, list)
+                else a
+                for a in args
+            )
+        )
         return [t.cpu() for t in out] if isinstance(out, (tuple, list)) else out.cpu()
     return _emulated(fn, *args, same_bits=same_bits)
 
@@ -76,7 +90,9 @@ def _identical(cpu, cuda, backend, tol=None):
     if backend == "cuda_emu":
         torch.testing.assert_close(cuda, cpu, rtol=0, atol=0, equal_nan=True)
     else:
-        torch.testing.assert_close(cuda, cpu, **(tol or {"rtol": 1e-5, "atol": 1e-6}), equal_nan=True)
+        torch.testing.assert_close(
+            cuda, cpu, **(tol or {"rtol": 1e-5, "atol": 1e-6}), equal_nan=True
+        )
 
 
 def _grad_tol(dtype, g, terms):
@@ -107,14 +123,24 @@ def test_roi_pool_cuda_matches_cpu(backend, dtype, layout, seed):
     expected = ops._roi_pool_backward(g, rois, arg, n, c, h, w, cl, True)
     det = _run(backend, lambda *a: ops._roi_pool_backward(*a, n, c, h, w, cl, True), g, rois, arg)
     _identical(expected, det, backend, {"rtol": 0, "atol": 0})
-    atomic = _run(backend, lambda *a: ops._roi_pool_backward(*a, n, c, h, w, cl, False), g, rois, arg, same_bits=False)
+    atomic = _run(
+        backend,
+        lambda *a: ops._roi_pool_backward(*a, n, c, h, w, cl, False),
+        g,
+        rois,
+        arg,
+        same_bits=False,
+    )
     torch.testing.assert_close(atomic, expected, **_grad_tol(dtype, g, len(rois) * 6))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("seed,sampling,aligned", [(0, -1, False), (1, 2, True), (2, 0, True), (3, 1, False), (4, 3, False)])
+@pytest.mark.parametrize(
+    "seed,sampling,aligned",
+    [(0, -1, False), (1, 2, True), (2, 0, True), (3, 1, False), (4, 3, False)],
+)
 def test_roi_align_cuda_matches_cpu(backend, dtype, layout, seed, sampling, aligned):
     x, rois = _case(seed, dtype, layout)
     n, c, h, w = x.shape
@@ -126,7 +152,9 @@ def test_roi_align_cuda_matches_cpu(backend, dtype, layout, seed, sampling, alig
 
     g = torch.as_tensor(np.random.default_rng(seed + 7).normal(size=out.shape)).to(dtype)
     g = g.contiguous(memory_format=torch.channels_last) if cl else g
-    bwd = lambda det: lambda *a: ops._roi_align_backward(*a, 0.75, 2, 3, n, c, h, w, sampling, aligned, cl, det)  # noqa: E731
+    bwd = lambda det: (
+        lambda *a: ops._roi_align_backward(*a, 0.75, 2, 3, n, c, h, w, sampling, aligned, cl, det)
+    )  # noqa: E731
     expected = bwd(True)(g, rois)
     det = _run(backend, bwd(True), g, rois)
     _identical(expected, det, backend)
@@ -142,19 +170,33 @@ def test_multilevel_roi_align_cuda_matches_cpu(backend, dtype, layout):
     x, rois = _case(5, dtype, layout, h=12, w=10)
     n, c, h, w = x.shape
     cl = layout == "channels_last"
-    small = x[:, :, ::2, ::2].contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
-    tiny = x[:, :, ::4, ::3].contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
+    small = x[:, :, ::2, ::2].contiguous(
+        memory_format=torch.channels_last if cl else torch.contiguous_format
+    )
+    tiny = x[:, :, ::4, ::3].contiguous(
+        memory_format=torch.channels_last if cl else torch.contiguous_format
+    )
     maps = [x, small, tiny]
     levels = torch.as_tensor(np.random.default_rng(3).integers(0, 3, len(rois)))
     scales = [1.0, 0.5, 0.25]
     out = ops.multilevel_roi_align(maps, rois, levels, scales, 3, 2, 2, True, False)
-    cout = _run(backend, lambda m, r, lv: ops.multilevel_roi_align(m, r, lv, scales, 3, 2, 2, True, False), maps, rois, levels)
+    cout = _run(
+        backend,
+        lambda m, r, lv: ops.multilevel_roi_align(m, r, lv, scales, 3, 2, 2, True, False),
+        maps,
+        rois,
+        levels,
+    )
     _identical(out, cout, backend)
 
     g = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).to(dtype)
     g = g.contiguous(memory_format=torch.channels_last) if cl else g
     hs, ws = [m.shape[2] for m in maps], [m.shape[3] for m in maps]
-    bwd = lambda det: lambda gg, r, lv: ops._multilevel_roi_align_backward(gg, r, lv, scales, 3, 2, n, c, hs, ws, 2, True, cl, det)  # noqa: E731
+    bwd = lambda det: (
+        lambda gg, r, lv: ops._multilevel_roi_align_backward(
+            gg, r, lv, scales, 3, 2, n, c, hs, ws, 2, True, cl, det
+        )
+    )  # noqa: E731
     expected = bwd(True)(g, rois, levels)
     det = _run(backend, bwd(True), g, rois, levels)
     atomic = _run(backend, bwd(False), g, rois, levels, same_bits=False)
@@ -228,12 +270,18 @@ def test_cuda_rejects_bad_batch_index_levels_and_argmax():
             with pytest.raises(RuntimeError, match="batch index"):
                 ops.roi_pool(x, b, 1.0, 2, 2, False)
             with pytest.raises(RuntimeError, match="batch index"):
-                ops._roi_align_backward(torch.ones(1, 3, 2, 2), b, 1.0, 2, 2, 2, 3, 8, 8, -1, False, False, True)
+                ops._roi_align_backward(
+                    torch.ones(1, 3, 2, 2), b, 1.0, 2, 2, 2, 3, 8, 8, -1, False, False, True
+                )
         with pytest.raises(RuntimeError, match="levels"):
-            ops.multilevel_roi_align([x, x], ok, torch.tensor([2]), [1.0, 0.5], 2, 2, -1, False, False)
+            ops.multilevel_roi_align(
+                [x, x], ok, torch.tensor([2]), [1.0, 0.5], 2, 2, -1, False, False
+            )
         for det in (False, True):
             with pytest.raises(RuntimeError, match="argmax"):
-                ops._roi_pool_backward(torch.ones(1, 3, 1, 1), ok, torch.full((1, 3, 1, 1), 64), 2, 3, 8, 8, False, det)
+                ops._roi_pool_backward(
+                    torch.ones(1, 3, 1, 1), ok, torch.full((1, 3, 1, 1), 64), 2, 3, 8, 8, False, det
+                )
 
 
 @pytest.mark.cuda
@@ -249,9 +297,14 @@ def test_real_cuda_deterministic_backward_repeats_bits(layout):
     _, arg = ops.roi_pool(x, rois, 1.0, 7, 7, False)
     gl = g.contiguous(memory_format=torch.channels_last) if cl else g
     for det in (True, False):
-        align = [ops._roi_align_backward(gl, rois, 1.0, 7, 7, n, c, h, w, 2, True, cl, det) for _ in range(5)]
+        align = [
+            ops._roi_align_backward(gl, rois, 1.0, 7, 7, n, c, h, w, 2, True, cl, det)
+            for _ in range(5)
+        ]
         pool = [ops._roi_pool_backward(gl, rois, arg, n, c, h, w, cl, det) for _ in range(5)]
-        cpu_align = ops._roi_align_backward(gl.cpu(), rois.cpu(), 1.0, 7, 7, n, c, h, w, 2, True, cl, True)
+        cpu_align = ops._roi_align_backward(
+            gl.cpu(), rois.cpu(), 1.0, 7, 7, n, c, h, w, 2, True, cl, True
+        )
         cpu_pool = ops._roi_pool_backward(gl.cpu(), rois.cpu(), arg.cpu(), n, c, h, w, cl, True)
         torch.testing.assert_close(align[0].cpu(), cpu_align, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(pool[0].cpu(), cpu_pool, rtol=1e-5, atol=1e-5)

@@ -1,15 +1,35 @@
 """roi_pool / RoIPool: kernel vs NumPy reference (output, argmax-driven backward), gradcheck,
 determinism, the constant-map property, torchvision."""
+
 import numpy as np
 import pytest
 import torch
 import torchvision
-from hypothesis import given, strategies as st
+from helpers import (
+    DEVICES,
+    DTYPES,
+    FULL,
+    RTOL,
+    check_close,
+    check_result_tensor,
+    compute_eps,
+    to_np,
+)
+from hypothesis import given
+from hypothesis import strategies as st
+from roi_helpers import (
+    LAYOUTS,
+    SCALES,
+    boxes_arg,
+    feature_maps,
+    geometry,
+    make_input,
+    roi_sets,
+    rounded_rois,
+)
 
 import frcnn_fast
 import frcnn_fast.reference as R
-from helpers import DEVICES, DTYPES, FULL, RTOL, check_close, check_result_tensor, compute_eps, to_np
-from roi_helpers import LAYOUTS, SCALES, boxes_arg, feature_maps, geometry, make_input, roi_sets, rounded_rois
 
 
 def _case(data):
@@ -34,11 +54,15 @@ def test_roi_pool_matches_reference(device, dtype, data, layout, fmt):
     # a max is exact: the kernel returns one of the input values
     check_close(to_np(out), expected, 0, 0, rois=rr, scale=scale)
 
-    grad = torch.as_tensor(np.random.default_rng(len(rois)).normal(size=out.shape)).to(dtype=dtype, device=device)
+    grad = torch.as_tensor(np.random.default_rng(len(rois)).normal(size=out.shape)).to(
+        dtype=dtype, device=device
+    )
     (gi,) = torch.autograd.grad(out, inp, grad)
     check_result_tensor(gi, dtype, device, x.shape)
     expected_g = R.roi_pool_backward(to_np(grad), rr, argmax, x.shape)
-    mag = max(1, len(rois) * pooled[0] * pooled[1]) * (np.abs(to_np(grad)).max() if grad.numel() else 0)
+    mag = max(1, len(rois) * pooled[0] * pooled[1]) * (
+        np.abs(to_np(grad)).max() if grad.numel() else 0
+    )
     check_close(to_np(gi), expected_g, RTOL[dtype], 8 * compute_eps(dtype) * mag + 1e-12, rois=rr)
 
 
@@ -57,7 +81,9 @@ def test_roi_pool_matches_torchvision(device, dtype, data):
         g = torch.randn_like(ours)
         (ga,) = torch.autograd.grad(ours, a, g)
         (gb,) = torch.autograd.grad(theirs, b, g)
-        check_close(to_np(ga), to_np(gb), 0, 16 * compute_eps(dtype) * len(rois) * pooled[0] * pooled[1] * 4)
+        check_close(
+            to_np(ga), to_np(gb), 0, 16 * compute_eps(dtype) * len(rois) * pooled[0] * pooled[1] * 4
+        )
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -68,8 +94,14 @@ def test_roi_pool_constant_map(device, dtype, data):
     x, scale, rois, pooled = _case(data)
     value = data.draw(st.sampled_from([-3.5, 0.25, 7.0]))
     inp = torch.full(x.shape, value, dtype=dtype, device=device)
-    out = to_np(frcnn_fast.roi_pool(inp, torch.as_tensor(rois).to(dtype=dtype, device=device), pooled, scale))
-    _, argmax = R.roi_pool_with_argmax(np.full(x.shape, value), rounded_rois(rois, dtype), pooled, scale, geometry=geometry(dtype))
+    out = to_np(
+        frcnn_fast.roi_pool(
+            inp, torch.as_tensor(rois).to(dtype=dtype, device=device), pooled, scale
+        )
+    )
+    _, argmax = R.roi_pool_with_argmax(
+        np.full(x.shape, value), rounded_rois(rois, dtype), pooled, scale, geometry=geometry(dtype)
+    )
     assert np.all(out[argmax >= 0] == value)
     assert np.all(out[argmax < 0] == 0)
 
@@ -78,8 +110,14 @@ def test_roi_pool_constant_map(device, dtype, data):
 def test_roi_pool_gradcheck(device):
     rng = np.random.default_rng(5)
     # distinct values: the max of each bin is unique, so the function is differentiable
-    x = torch.as_tensor(rng.permutation(2 * 3 * 7 * 9).reshape(2, 3, 7, 9) / 10.0, device=device).requires_grad_()
-    rois = torch.tensor([[0, 1.1, 0.7, 6.3, 5.9], [1, -2.3, 2.2, 4.1, 9.7], [1, 5.2, 1.3, 12.1, 6.6]], dtype=torch.float64, device=device)
+    x = torch.as_tensor(
+        rng.permutation(2 * 3 * 7 * 9).reshape(2, 3, 7, 9) / 10.0, device=device
+    ).requires_grad_()
+    rois = torch.tensor(
+        [[0, 1.1, 0.7, 6.3, 5.9], [1, -2.3, 2.2, 4.1, 9.7], [1, 5.2, 1.3, 12.1, 6.6]],
+        dtype=torch.float64,
+        device=device,
+    )
     assert torch.autograd.gradcheck(lambda t: frcnn_fast.roi_pool(t, rois, (2, 3), 0.9), (x,))
 
 
@@ -89,12 +127,18 @@ def test_roi_pool_backward_deterministic(device, layout):
     rng = np.random.default_rng(2)
     x = make_input(rng.normal(size=(2, 24, 20, 20)), torch.float32, device, layout)
     xy = rng.uniform(-5, 300, size=(96, 2))
-    rois = torch.as_tensor(np.concatenate([rng.integers(0, 2, (96, 1)), xy, xy + rng.uniform(1, 200, (96, 2))], 1), dtype=torch.float32, device=device)
+    rois = torch.as_tensor(
+        np.concatenate([rng.integers(0, 2, (96, 1)), xy, xy + rng.uniform(1, 200, (96, 2))], 1),
+        dtype=torch.float32,
+        device=device,
+    )
     g = torch.randn(96, 24, 7, 7, device=device)
 
     def grad(det=None):
         inp = x.clone().requires_grad_()
-        return torch.autograd.grad(frcnn_fast.roi_pool(inp, rois, 7, 1 / 16, deterministic=det), inp, g)[0]
+        return torch.autograd.grad(
+            frcnn_fast.roi_pool(inp, rois, 7, 1 / 16, deterministic=det), inp, g
+        )[0]
 
     # deterministic=True on every backend (the CUDA default is the atomic backward), and the
     # global switch with the flag left at None.

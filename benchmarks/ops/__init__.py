@@ -3,6 +3,7 @@
 To add a family (NMS, RoIAlign, ...), drop a module here that calls
 ``benchmarks.registry.register(OpBench(...))`` at import time.
 """
+
 import importlib
 import pkgutil
 

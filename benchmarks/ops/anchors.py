@@ -5,6 +5,7 @@ torchvision (base anchors rounded half-to-even, centres at ``j * stride``). torc
 on an ``ImageList`` whose image is ``(H*stride, W*stride)`` with one ``[1, 1, H, W]`` feature map
 (both are zero-stride expanded views: only their shapes matter).
 """
+
 from functools import partial
 
 from ..registry import Case, OpBench, fmt_count, register
@@ -17,7 +18,9 @@ RATIOS = (0.5, 1.0, 2.0)
 def _case(h, w, stride, sizes, what):
     num = h * w * len(sizes) * len(RATIOS)
     label = f"{h}x{w} s{stride} A{len(sizes) * len(RATIOS)}"
-    return Case(label, num, dict(h=h, w=w, stride=stride, sizes=sizes, what=what, anchors=fmt_count(num)))
+    return Case(
+        label, num, dict(h=h, w=w, stride=stride, sizes=sizes, what=what, anchors=fmt_count(num))
+    )
 
 
 CASES = [
@@ -34,7 +37,13 @@ def _no_inputs(case, rng):
 def _reference(ctx):
     p = ctx.params
     return partial(
-        ctx.lib.generate_anchors, (p["h"], p["w"]), p["stride"], p["sizes"], RATIOS, OFFSET, rounded=ROUNDED
+        ctx.lib.generate_anchors,
+        (p["h"], p["w"]),
+        p["stride"],
+        p["sizes"],
+        RATIOS,
+        OFFSET,
+        rounded=ROUNDED,
     )
 
 

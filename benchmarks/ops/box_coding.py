@@ -3,6 +3,7 @@
 torchvision: ``BoxCoder(weights).encode_single(targets, references)`` (note the argument order:
 target first) and ``BoxCoder(weights).decode_single(deltas, references)``.
 """
+
 import math
 from functools import partial
 

@@ -1,4 +1,5 @@
 """Pairwise IoU, ``[N, 4] x [M, 4] -> [N, M]``, against ``torchvision.ops.box_iou``."""
+
 from functools import partial
 
 from ..data import grid_anchors_np, random_boxes

@@ -1,4 +1,5 @@
 """Elementwise box ops: area, format conversion, clipping, small-box removal, aligned IoU."""
+
 from functools import partial
 
 from ..data import jitter_boxes, random_boxes
@@ -35,7 +36,9 @@ def _tv(name, input_names, *extra_args):
     def factory(ctx):
         import torchvision.ops
 
-        return partial(getattr(torchvision.ops, name), *(ctx.inputs[k] for k in input_names), *extra_args)
+        return partial(
+            getattr(torchvision.ops, name), *(ctx.inputs[k] for k in input_names), *extra_args
+        )
 
     return factory
 
@@ -120,8 +123,12 @@ register(
         size_unit="box pairs",
         cases=_cases(),
         make_inputs=_box_pairs,
-        reference=lambda ctx: partial(ctx.lib.box_iou_aligned, ctx.inputs["boxes1"], ctx.inputs["boxes2"]),
-        frcnn=lambda ctx: partial(ctx.lib.box_iou_aligned, ctx.inputs["boxes1"], ctx.inputs["boxes2"]),
+        reference=lambda ctx: partial(
+            ctx.lib.box_iou_aligned, ctx.inputs["boxes1"], ctx.inputs["boxes2"]
+        ),
+        frcnn=lambda ctx: partial(
+            ctx.lib.box_iou_aligned, ctx.inputs["boxes1"], ctx.inputs["boxes2"]
+        ),
         torchvision=None,
         atol_scale=1.0,
         description="IoU of row i with row i [N,4] x [N,4] -> [N]",

@@ -1,6 +1,7 @@
 """Non-maximum suppression: nms on scattered and clustered (RPN-like) boxes, batched_nms over
 80 classes and over 8 images. Scores are distinct so that torchvision's answer is defined the
 same way as ours (it does not promise an order for ties)."""
+
 from functools import partial
 
 import numpy as np
@@ -29,7 +30,10 @@ def _clustered(case, rng):
     n = case.params["n"]
     objects = random_boxes(rng, max(5, min(50, n // 200)), min_side=32.0, max_side=400.0)
     around = objects[rng.integers(0, len(objects), n)]
-    return {"boxes": jitter_boxes(rng, around, centre_sigma=0.08, log_size_sigma=0.15), "scores": _scores(rng, n)}
+    return {
+        "boxes": jitter_boxes(rng, around, centre_sigma=0.08, log_size_sigma=0.15),
+        "scores": _scores(rng, n),
+    }
 
 
 def _with_groups(make, groups):
@@ -73,7 +77,9 @@ def _tv_nms(ctx):
 def _tv_batched(ctx):
     import torchvision.ops
 
-    return partial(torchvision.ops.batched_nms, ctx.inputs["boxes"], ctx.inputs["scores"], _idxs(ctx), IOU)
+    return partial(
+        torchvision.ops.batched_nms, ctx.inputs["boxes"], ctx.inputs["scores"], _idxs(ctx), IOU
+    )
 
 
 def _nms_bench(name, make, description, order):
@@ -97,8 +103,15 @@ def _nms_bench(name, make, description, order):
     )
 
 
-_nms_bench("nms", _scattered, f"scattered boxes (1000x1000 px, sides 4-400 px), IoU {IOU} [N,4] -> [K] int64", 40)
-_nms_bench("nms_clustered", _clustered, f"RPN-like: boxes jittered around a few objects, IoU {IOU}", 41)
+_nms_bench(
+    "nms",
+    _scattered,
+    f"scattered boxes (1000x1000 px, sides 4-400 px), IoU {IOU} [N,4] -> [K] int64",
+    40,
+)
+_nms_bench(
+    "nms_clustered", _clustered, f"RPN-like: boxes jittered around a few objects, IoU {IOU}", 41
+)
 
 register(
     OpBench(
@@ -108,7 +121,9 @@ register(
         cases=[Case(f"{fmt_count(n)} / 80 cls", n, dict(n=n)) for n in (20_000, 100_000)]
         + [Case("8 img x 2,000", 16_000, dict(images=8, per=2_000))],
         make_inputs=lambda case, rng: (
-            _per_image(case, rng) if "images" in case.params else _with_groups(_clustered, 80)(case, rng)
+            _per_image(case, rng)
+            if "images" in case.params
+            else _with_groups(_clustered, 80)(case, rng)
         ),
         reference=lambda ctx: _batched(ctx, ctx.lib),
         frcnn=lambda ctx: _batched(ctx, ctx.lib),

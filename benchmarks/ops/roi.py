@@ -8,6 +8,7 @@ P2-P5 of 800x800 images, 1,000 RoIs per image, 2 images. Forward+backward cases 
 ``autograd.grad`` of the pooled map against a fixed random gradient and return the input
 gradient (checked against the reference's backward).
 """
+
 from functools import partial
 
 import numpy as np
@@ -24,7 +25,11 @@ FPN_LEVELS = ("p2", "p3", "p4", "p5")
 
 
 def _case(r, layout, **params):
-    return Case(f"{fmt_count(r)} {'NHWC' if layout == 'nhwc' else 'NCHW'}", r, dict(r=r, layout=layout, **params))
+    return Case(
+        f"{fmt_count(r)} {'NHWC' if layout == 'nhwc' else 'NCHW'}",
+        r,
+        dict(r=r, layout=layout, **params),
+    )
 
 
 SINGLE = [_case(r, layout) for layout in ("nchw", "nhwc") for r in (128, 300, 2000)]
@@ -46,7 +51,10 @@ def single_inputs(case, rng):
 
 
 def fpn_inputs(case, rng):
-    maps = {f"x_{name}": rng.normal(size=(2, 256, int(IMAGE) >> (l + 2), int(IMAGE) >> (l + 2))) for l, name in enumerate(FPN_LEVELS)}
+    maps = {
+        f"x_{name}": rng.normal(size=(2, 256, int(IMAGE) >> (l + 2), int(IMAGE) >> (l + 2)))
+        for l, name in enumerate(FPN_LEVELS)
+    }
     rois = _rois(rng, case.params["r"])
     return {**maps, "rois": rois, "grad": rng.normal(size=(case.params["r"], 256, *POOLED))}
 
@@ -85,28 +93,38 @@ def _reference(op, backward):
         if op == "roi_pool":
             if not backward:
                 return partial(R.roi_pool, x, rois, POOLED, 1.0 / STRIDE, geometry)
-            return lambda: R.roi_pool_backward(g, rois, R.roi_pool_with_argmax(x, rois, POOLED, 1.0 / STRIDE, geometry)[1], x.shape)
+            return lambda: R.roi_pool_backward(
+                g, rois, R.roi_pool_with_argmax(x, rois, POOLED, 1.0 / STRIDE, geometry)[1], x.shape
+            )
         if not backward:
             return partial(R.roi_align, x, rois, POOLED, 1.0 / STRIDE, SAMPLING, False, geometry)
-        return partial(R.roi_align_backward, g, rois, x.shape, 1.0 / STRIDE, SAMPLING, False, geometry)
+        return partial(
+            R.roi_align_backward, g, rois, x.shape, 1.0 / STRIDE, SAMPLING, False, geometry
+        )
 
     return factory
 
 
 def _frcnn(op, backward):
-    return lambda ctx: _torch_thunk(ctx, _pool_fn(ctx.lib, op, ctx.inputs["rois"]), ["input"], backward)
+    return lambda ctx: _torch_thunk(
+        ctx, _pool_fn(ctx.lib, op, ctx.inputs["rois"]), ["input"], backward
+    )
 
 
 def _torchvision(op, backward):
     def factory(ctx):
         import torchvision.ops
 
-        return _torch_thunk(ctx, _pool_fn(torchvision.ops, op, ctx.inputs["rois"]), ["input"], backward)
+        return _torch_thunk(
+            ctx, _pool_fn(torchvision.ops, op, ctx.inputs["rois"]), ["input"], backward
+        )
 
     return factory
 
 
-for _order, (_op, _bwd) in enumerate([("roi_pool", False), ("roi_pool", True), ("roi_align", False), ("roi_align", True)]):
+for _order, (_op, _bwd) in enumerate(
+    [("roi_pool", False), ("roi_pool", True), ("roi_align", False), ("roi_align", True)]
+):
     _name = _op + ("_fwd_bwd" if _bwd else "")
     register(
         OpBench(
@@ -120,7 +138,8 @@ for _order, (_op, _bwd) in enumerate([("roi_pool", False), ("roi_pool", True), (
             torchvision=_torchvision(_op, _bwd),
             torchvision_name=f"torchvision.ops.{_op}" + (" (+ backward)" if _bwd else ""),
             atol_scale=4.0 if not _bwd else 16.0,
-            description=f"{_op} 2x512x50x50 -> [R,512,7,7]" + (", forward + backward" if _bwd else ", forward"),
+            description=f"{_op} 2x512x50x50 -> [R,512,7,7]"
+            + (", forward + backward" if _bwd else ", forward"),
             order=60 + _order,
         )
     )
@@ -139,10 +158,22 @@ def _fpn_reference(backward):
         levels = R.fpn_levels(rois[:, 1:], 2, 5)
         geometry = np.float64 if ctx.dtype == torch.float64 else np.float32
         if not backward:
-            return partial(R.multilevel_roi_align, maps, rois, levels, POOLED, _fpn_scales(), SAMPLING, False, geometry)
+            return partial(
+                R.multilevel_roi_align,
+                maps,
+                rois,
+                levels,
+                POOLED,
+                _fpn_scales(),
+                SAMPLING,
+                False,
+                geometry,
+            )
 
         def run():
-            grads = R.multilevel_roi_align_backward(g, rois, levels, [m.shape for m in maps], _fpn_scales(), SAMPLING, False, geometry)
+            grads = R.multilevel_roi_align_backward(
+                g, rois, levels, [m.shape for m in maps], _fpn_scales(), SAMPLING, False, geometry
+            )
             return np.concatenate([gr.reshape(-1) for gr in grads])
 
         return run
@@ -194,9 +225,11 @@ for _order, _bwd in enumerate([False, True]):
             reference=_fpn_reference(_bwd),
             frcnn=_frcnn_fpn(_bwd),
             torchvision=_tv_fpn(_bwd),
-            torchvision_name="torchvision.ops.MultiScaleRoIAlign" + (" (+ backward)" if _bwd else ""),
+            torchvision_name="torchvision.ops.MultiScaleRoIAlign"
+            + (" (+ backward)" if _bwd else ""),
             atol_scale=4.0 if not _bwd else 16.0,
-            description="FPN P2-P5 (256 ch), 2 images x 1,000 RoIs -> [2000,256,7,7]" + (", forward + backward" if _bwd else ", forward"),
+            description="FPN P2-P5 (256 ch), 2 images x 1,000 RoIs -> [2000,256,7,7]"
+            + (", forward + backward" if _bwd else ", forward"),
             order=70 + _order,
         )
     )

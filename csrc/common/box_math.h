@@ -33,10 +33,18 @@ FRCNN_HOST_DEVICE T max2(T a, T b) {
   return a > b ? a : b;
 }
 
-FRCNN_HOST_DEVICE float math_log(float v) { return logf(v); }
-FRCNN_HOST_DEVICE double math_log(double v) { return log(v); }
-FRCNN_HOST_DEVICE float math_exp(float v) { return expf(v); }
-FRCNN_HOST_DEVICE double math_exp(double v) { return exp(v); }
+FRCNN_HOST_DEVICE float math_log(float v) {
+  return logf(v);
+}
+FRCNN_HOST_DEVICE double math_log(double v) {
+  return log(v);
+}
+FRCNN_HOST_DEVICE float math_exp(float v) {
+  return expf(v);
+}
+FRCNN_HOST_DEVICE double math_exp(double v) {
+  return exp(v);
+}
 
 // Inverted boxes have area 0, never a negative one.
 template <typename T>
@@ -45,8 +53,7 @@ FRCNN_HOST_DEVICE T box_area(T x1, T y1, T x2, T y2) {
 }
 
 template <typename T>
-FRCNN_HOST_DEVICE T box_intersection(
-    T ax1, T ay1, T ax2, T ay2, T bx1, T by1, T bx2, T by2) {
+FRCNN_HOST_DEVICE T box_intersection(T ax1, T ay1, T ax2, T ay2, T bx1, T by1, T bx2, T by2) {
   const T w = min2(ax2, bx2) - max2(ax1, bx1);
   const T h = min2(ay2, by2) - max2(ay1, by1);
   return clamp_min0(w) * clamp_min0(h);
@@ -65,8 +72,7 @@ FRCNN_HOST_DEVICE T iou_from_areas(T inter, T area_a, T area_b) {
 template <typename T>
 FRCNN_HOST_DEVICE T box_iou(const T* a, const T* b) {
   const T inter = box_intersection(a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]);
-  return iou_from_areas(
-      inter, box_area(a[0], a[1], a[2], a[3]), box_area(b[0], b[1], b[2], b[3]));
+  return iou_from_areas(inter, box_area(a[0], a[1], a[2], a[3]), box_area(b[0], b[1], b[2], b[3]));
 }
 
 // Boxes are stored in the tensor's dtype and computed in the math type T.
@@ -94,17 +100,28 @@ template <typename T>
 FRCNN_HOST_DEVICE void to_xyxy(int fmt, const T* in, T* out) {
   switch (fmt) {
     case kYXYX:
-      out[0] = in[1]; out[1] = in[0]; out[2] = in[3]; out[3] = in[2];
+      out[0] = in[1];
+      out[1] = in[0];
+      out[2] = in[3];
+      out[3] = in[2];
       break;
     case kXYWH:
-      out[0] = in[0]; out[1] = in[1]; out[2] = in[0] + in[2]; out[3] = in[1] + in[3];
+      out[0] = in[0];
+      out[1] = in[1];
+      out[2] = in[0] + in[2];
+      out[3] = in[1] + in[3];
       break;
     case kCXCYWH:
-      out[0] = in[0] - T(0.5) * in[2]; out[1] = in[1] - T(0.5) * in[3];
-      out[2] = in[0] + T(0.5) * in[2]; out[3] = in[1] + T(0.5) * in[3];
+      out[0] = in[0] - T(0.5) * in[2];
+      out[1] = in[1] - T(0.5) * in[3];
+      out[2] = in[0] + T(0.5) * in[2];
+      out[3] = in[1] + T(0.5) * in[3];
       break;
     default:
-      out[0] = in[0]; out[1] = in[1]; out[2] = in[2]; out[3] = in[3];
+      out[0] = in[0];
+      out[1] = in[1];
+      out[2] = in[2];
+      out[3] = in[3];
   }
 }
 
@@ -112,17 +129,28 @@ template <typename T>
 FRCNN_HOST_DEVICE void from_xyxy(int fmt, const T* in, T* out) {
   switch (fmt) {
     case kYXYX:
-      out[0] = in[1]; out[1] = in[0]; out[2] = in[3]; out[3] = in[2];
+      out[0] = in[1];
+      out[1] = in[0];
+      out[2] = in[3];
+      out[3] = in[2];
       break;
     case kXYWH:
-      out[0] = in[0]; out[1] = in[1]; out[2] = in[2] - in[0]; out[3] = in[3] - in[1];
+      out[0] = in[0];
+      out[1] = in[1];
+      out[2] = in[2] - in[0];
+      out[3] = in[3] - in[1];
       break;
     case kCXCYWH:
-      out[0] = T(0.5) * (in[0] + in[2]); out[1] = T(0.5) * (in[1] + in[3]);
-      out[2] = in[2] - in[0]; out[3] = in[3] - in[1];
+      out[0] = T(0.5) * (in[0] + in[2]);
+      out[1] = T(0.5) * (in[1] + in[3]);
+      out[2] = in[2] - in[0];
+      out[3] = in[3] - in[1];
       break;
     default:
-      out[0] = in[0]; out[1] = in[1]; out[2] = in[2]; out[3] = in[3];
+      out[0] = in[0];
+      out[1] = in[1];
+      out[2] = in[2];
+      out[3] = in[3];
   }
 }
 
@@ -153,8 +181,7 @@ FRCNN_HOST_DEVICE void encode_box(const T* ref, const T* tgt, BoxWeights<T> wt, 
 // Box obtained by applying `delta` to `ref`. dw, dh are capped at `clamp` so that exp()
 // cannot overflow on an untrained head.
 template <typename T>
-FRCNN_HOST_DEVICE void decode_box(
-    const T* delta, const T* ref, BoxWeights<T> wt, T clamp, T* out) {
+FRCNN_HOST_DEVICE void decode_box(const T* delta, const T* ref, BoxWeights<T> wt, T clamp, T* out) {
   const T rw = ref[2] - ref[0];
   const T rh = ref[3] - ref[1];
   const T rcx = ref[0] + T(0.5) * rw;

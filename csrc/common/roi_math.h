@@ -20,13 +20,25 @@ constexpr int64_t kMaxSamplingGrid = 1024;
 // Pooled boxes are clamped to +-2^40 px before integer conversion (same reason).
 constexpr double kMaxRoiCoord = 1099511627776.0;
 
-FRCNN_HOST_DEVICE float math_floor(float v) { return floorf(v); }
-FRCNN_HOST_DEVICE double math_floor(double v) { return floor(v); }
-FRCNN_HOST_DEVICE float math_ceil(float v) { return ceilf(v); }
-FRCNN_HOST_DEVICE double math_ceil(double v) { return ceil(v); }
+FRCNN_HOST_DEVICE float math_floor(float v) {
+  return floorf(v);
+}
+FRCNN_HOST_DEVICE double math_floor(double v) {
+  return floor(v);
+}
+FRCNN_HOST_DEVICE float math_ceil(float v) {
+  return ceilf(v);
+}
+FRCNN_HOST_DEVICE double math_ceil(double v) {
+  return ceil(v);
+}
 // C round(): halves go away from zero (np.round would go to even).
-FRCNN_HOST_DEVICE float math_round(float v) { return roundf(v); }
-FRCNN_HOST_DEVICE double math_round(double v) { return round(v); }
+FRCNN_HOST_DEVICE float math_round(float v) {
+  return roundf(v);
+}
+FRCNN_HOST_DEVICE double math_round(double v) {
+  return round(v);
+}
 
 template <typename G>
 FRCNN_HOST_DEVICE bool all_finite4(G a, G b, G c, G d) {
@@ -73,8 +85,8 @@ struct CellRange {
 };
 
 template <typename G>
-FRCNN_HOST_DEVICE CellRange pool_bin(
-    int64_t index, int64_t bins, int64_t roi_start, int64_t roi_size, int64_t limit) {
+FRCNN_HOST_DEVICE CellRange
+pool_bin(int64_t index, int64_t bins, int64_t roi_start, int64_t roi_size, int64_t limit) {
   const G bin = static_cast<G>(roi_size) / static_cast<G>(bins);
   int64_t begin = clamped_int(math_floor(static_cast<G>(index) * bin)) + roi_start;
   int64_t end = clamped_int(math_ceil(static_cast<G>(index + 1) * bin)) + roi_start;
@@ -105,8 +117,8 @@ FRCNN_HOST_DEVICE int64_t sampling_grid(G roi_size, int64_t pooled, int64_t samp
 
 template <typename G>
 FRCNN_HOST_DEVICE AlignRoi<G> align_roi(
-    G x1, G y1, G x2, G y2, G scale, int64_t pooled_h, int64_t pooled_w,
-    int64_t sampling_ratio, bool aligned) {
+    G x1, G y1, G x2, G y2, G scale, int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio,
+    bool aligned) {
   AlignRoi<G> r;
   const G offset = aligned ? G(0.5) : G(0);
   r.x_start = x1 * scale - offset;

@@ -12,8 +12,7 @@ namespace {
 
 at::Tensor box_convert_cpu(
     const at::Tensor& boxes, c10::string_view in_fmt, c10::string_view out_fmt) {
-  const auto fmts =
-      check_box_convert_inputs(boxes, std::string(in_fmt), std::string(out_fmt));
+  const auto fmts = check_box_convert_inputs(boxes, std::string(in_fmt), std::string(out_fmt));
   const at::Tensor b = boxes.contiguous();
   at::Tensor out = at::empty_like(b);
   const int64_t n = b.numel() / 4;

@@ -27,9 +27,8 @@ struct BoxColumns {
 // to `row` alias nothing and vectorise the loop.
 template <typename T, typename scalar_t>
 void box_iou_row(
-    const T* box, T area, const T* __restrict x1, const T* __restrict y1,
-    const T* __restrict x2, const T* __restrict y2, const T* __restrict areas, int64_t m,
-    scalar_t* __restrict row) {
+    const T* box, T area, const T* __restrict x1, const T* __restrict y1, const T* __restrict x2,
+    const T* __restrict y2, const T* __restrict areas, int64_t m, scalar_t* __restrict row) {
   const T bx1 = box[0], by1 = box[1], bx2 = box[2], by2 = box[3];
   for (int64_t j = 0; j < m; ++j) {
     const T w = min2(bx2, x2[j]) - max2(bx1, x1[j]);

@@ -11,8 +11,8 @@ namespace frcnn_fast {
 namespace {
 
 at::Tensor grid_anchors_cpu(
-    const at::Tensor& base_anchors, int64_t height, int64_t width, double stride_y,
-    double stride_x, double offset) {
+    const at::Tensor& base_anchors, int64_t height, int64_t width, double stride_y, double stride_x,
+    double offset) {
   check_grid_anchors_inputs(base_anchors, height, width, stride_y, stride_x, offset);
   const at::Tensor base = base_anchors.contiguous();
   const int64_t num_base = base.size(0);

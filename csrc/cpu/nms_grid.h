@@ -236,9 +236,9 @@ class KeptGrid {
   bool unbounded_ = false;
   int64_t nx_ = 1, ny_ = 1;
   static constexpr int64_t kNone = -1;
-  std::vector<Pack> packs_;      // every cell's packs; a group holds at most one per kept box
-  std::vector<int64_t> head_;    // per cell: its newest pack, or kNone
-  std::vector<int64_t> fill_;    // per cell: kept boxes filed there
+  std::vector<Pack> packs_;    // every cell's packs; a group holds at most one per kept box
+  std::vector<int64_t> head_;  // per cell: its newest pack, or kNone
+  std::vector<int64_t> fill_;  // per cell: kept boxes filed there
 };
 
 }  // namespace frcnn_fast

@@ -53,8 +53,7 @@ struct Columns {
   std::vector<T> x1, y1, x2, y2, area;
   std::vector<uint8_t> active;
 
-  explicit Columns(int64_t n)
-      : x1(n), y1(n), x2(n), y2(n), area(n), active(n) {}
+  explicit Columns(int64_t n) : x1(n), y1(n), x2(n), y2(n), area(n), active(n) {}
 
   RankedBoxes<T> view() const {
     return {x1.data(), y1.data(), x2.data(), y2.data(), area.data(), active.data()};
@@ -91,16 +90,16 @@ class GroupSolver {
  public:
   // Greedy NMS of the group [begin, end); at most `limit` boxes kept. Writes keep[begin, end),
   // which must be zero on entry.
-  int64_t run(const RankedBoxes<T>& b, int64_t begin, int64_t end, T thr, int64_t limit,
-              uint8_t* keep) {
+  int64_t run(
+      const RankedBoxes<T>& b, int64_t begin, int64_t end, T thr, int64_t limit, uint8_t* keep) {
     return end - begin <= kSmallGroup ? greedy_small(b, begin, end, thr, limit, keep)
                                       : greedy_grid(b, begin, end, thr, limit, keep);
   }
 
  private:
   // Each box is tested against the boxes kept so far.
-  int64_t greedy_small(const RankedBoxes<T>& b, int64_t begin, int64_t end, T thr,
-                       int64_t limit, uint8_t* keep) {
+  int64_t greedy_small(
+      const RankedBoxes<T>& b, int64_t begin, int64_t end, T thr, int64_t limit, uint8_t* keep) {
     kept_.clear();
     int64_t kept_count = 0;
     for (int64_t j = begin; j < end && kept_count < limit; ++j) {
@@ -130,8 +129,8 @@ class GroupSolver {
   // Each box asks the grid of the kept boxes (filed by corner, see nms_grid.h) whether one of
   // them suppresses it, and joins it if not. The cost per box is the kept boxes near its
   // corner: no N^2, no bitmask, no fork/join.
-  int64_t greedy_grid(const RankedBoxes<T>& b, int64_t begin, int64_t end, T thr,
-                      int64_t limit, uint8_t* keep) {
+  int64_t greedy_grid(
+      const RankedBoxes<T>& b, int64_t begin, int64_t end, T thr, int64_t limit, uint8_t* keep) {
     const int64_t m = end - begin;
     const int64_t max_axis = std::min<int64_t>(
         kMaxCellsPerAxis, 1 + static_cast<int64_t>(std::sqrt(static_cast<double>(m))));
@@ -193,8 +192,7 @@ std::vector<int64_t> rank_boxes(
 // Kept flags indexed by rank (position in `order`) for a single group.
 template <typename scalar_t>
 std::vector<uint8_t> keep_single(
-    const scalar_t* boxes, const std::vector<int64_t>& order, double iou_threshold,
-    int64_t limit) {
+    const scalar_t* boxes, const std::vector<int64_t>& order, double iou_threshold, int64_t limit) {
   using T = at::opmath_type<scalar_t>;
   const int64_t n = static_cast<int64_t>(order.size());
   std::vector<uint8_t> keep(n, 0);
@@ -290,8 +288,7 @@ at::Tensor nms_impl(
   const int64_t n = b.size(0);
   at::Tensor out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b.scalar_type(), "nms_cpu", [&] {
-    const std::vector<int64_t> order =
-        rank_boxes(s.const_data_ptr<scalar_t>(), n, score_threshold);
+    const std::vector<int64_t> order = rank_boxes(s.const_data_ptr<scalar_t>(), n, score_threshold);
     const std::vector<uint8_t> keep =
         keep_single(b.const_data_ptr<scalar_t>(), order, iou_threshold, limit);
     out = collect(order, keep, b);
@@ -300,8 +297,8 @@ at::Tensor nms_impl(
 }
 
 at::Tensor batched_nms_impl(
-    const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& idxs,
-    double iou_threshold, std::optional<double> score_threshold) {
+    const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& idxs, double iou_threshold,
+    std::optional<double> score_threshold) {
   const at::Tensor b = boxes.contiguous();
   const at::Tensor s = scores.contiguous();
   const at::Tensor g = idxs.contiguous();
@@ -334,16 +331,16 @@ at::Tensor batched_nms_cpu(
 }
 
 std::tuple<at::Tensor, at::Tensor> nms_padded_cpu(
-    const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold,
-    int64_t max_output, std::optional<double> score_threshold) {
+    const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold, int64_t max_output,
+    std::optional<double> score_threshold) {
   check_nms_inputs(boxes, scores, iou_threshold);
   check_nms_padded_args(max_output, score_threshold);
   return pad(nms_impl(boxes, scores, iou_threshold, score_threshold, max_output), max_output);
 }
 
 std::tuple<at::Tensor, at::Tensor> batched_nms_padded_cpu(
-    const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& idxs,
-    double iou_threshold, int64_t max_output, std::optional<double> score_threshold) {
+    const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& idxs, double iou_threshold,
+    int64_t max_output, std::optional<double> score_threshold) {
   check_batched_nms_inputs(boxes, scores, idxs, iou_threshold);
   check_nms_padded_args(max_output, score_threshold);
   return pad(batched_nms_impl(boxes, scores, idxs, iou_threshold, score_threshold), max_output);

@@ -67,9 +67,8 @@ at::Tensor remove_small_boxes_cpu(const at::Tensor& boxes, double min_size) {
   }
   at::Tensor keep;
   AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, b.scalar_type(), "remove_small_boxes_cpu", [&] {
-        keep = compact_large_boxes(b.const_data_ptr<scalar_t>(), n, min_size);
-      });
+      at::kHalf, at::kBFloat16, b.scalar_type(), "remove_small_boxes_cpu",
+      [&] { keep = compact_large_boxes(b.const_data_ptr<scalar_t>(), n, min_size); });
   return keep;
 }
 

@@ -35,8 +35,8 @@ struct Level {
 
 template <typename G>
 struct SampleTable {
-  std::vector<int64_t> offset;  // 4 per sample: cell y * W + x of each neighbour
-  std::vector<G> weight;        // 4 per sample
+  std::vector<int64_t> offset;   // 4 per sample: cell y * W + x of each neighbour
+  std::vector<G> weight;         // 4 per sample
   std::vector<int64_t> bin_end;  // samples of bin b: [bin_end[b-1], bin_end[b])
   std::vector<AxisSample<G>> ys, xs;
   G count = G(1);
@@ -99,8 +99,7 @@ template <typename scalar_t>
 void forward(
     const std::vector<const scalar_t*>& maps, const std::vector<Level>& levels_info,
     const scalar_t* boxes, const std::vector<int64_t>& batch_index,
-    const std::vector<int64_t>& level_of, const Geometry& g, bool channels_last,
-    scalar_t* out) {
+    const std::vector<int64_t>& level_of, const Geometry& g, bool channels_last, scalar_t* out) {
   using G = at::opmath_type<scalar_t>;
   const int64_t k_total = static_cast<int64_t>(batch_index.size());
   const int64_t c_n = g.channels;
@@ -234,8 +233,8 @@ at::Tensor multilevel_forward(
   const int64_t n = inputs[0].size(0), c = inputs[0].size(1), k = boxes.size(0);
   const std::vector<int64_t> batch = roi_batch_indices(boxes, n);
   const std::vector<int64_t> level_of = roi_levels(levels, static_cast<int64_t>(inputs.size()));
-  at::Tensor out = at::empty(
-      {k, c, pooled_h, pooled_w}, inputs[0].options().memory_format(format_of(nhwc)));
+  at::Tensor out =
+      at::empty({k, c, pooled_h, pooled_w}, inputs[0].options().memory_format(format_of(nhwc)));
   if (out.numel() == 0) return out;
   const Geometry g{n, c, pooled_h, pooled_w, sampling_ratio, aligned};
   AT_DISPATCH_FLOATING_TYPES_AND2(

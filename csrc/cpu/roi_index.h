@@ -41,8 +41,8 @@ inline std::vector<int64_t> roi_levels(const at::Tensor& levels, int64_t num_lev
   out.assign(p, p + l.numel());
   for (size_t i = 0; i < out.size(); ++i) {
     TORCH_CHECK(
-        out[i] >= 0 && out[i] < num_levels, "levels must be in [0, ", num_levels, "), got ",
-        out[i], " at ", i);
+        out[i] >= 0 && out[i] < num_levels, "levels must be in [0, ", num_levels, "), got ", out[i],
+        " at ", i);
   }
   return out;
 }

@@ -45,8 +45,7 @@ void pool_bins(
     const CellRange y = pool_bin<G>(ph, pooled_h, r.y_start, r.height, height);
     for (int64_t pw = 0; pw < pooled_w; ++pw) {
       const CellRange x = pool_bin<G>(pw, pooled_w, r.x_start, r.width, width);
-      bins[ph * pooled_w + pw] =
-          r.valid ? Bin{y.begin, y.end, x.begin, x.end} : Bin{0, 0, 0, 0};
+      bins[ph * pooled_w + pw] = r.valid ? Bin{y.begin, y.end, x.begin, x.end} : Bin{0, 0, 0, 0};
     }
   }
 }
@@ -60,8 +59,8 @@ void pool_bins(
 template <typename scalar_t, typename Index>
 void forward_nhwc(
     const scalar_t* input, const scalar_t* boxes, const std::vector<int64_t>& batch_index,
-    int64_t c_n, int64_t height, int64_t width, double scale, int64_t pooled_h,
-    int64_t pooled_w, bool nchw_out, scalar_t* out, int64_t* argmax) {
+    int64_t c_n, int64_t height, int64_t width, double scale, int64_t pooled_h, int64_t pooled_w,
+    bool nchw_out, scalar_t* out, int64_t* argmax) {
   using G = at::opmath_type<scalar_t>;
   // Start of every max, as in Caffe/torchvision: a bin whose values are all NaN or -inf
   // reports this value with argmax -1 (and so passes no gradient).
@@ -104,7 +103,8 @@ void forward_nhwc(
           }
         }
         scalar_t* __restrict o = nchw_out ? out_t.data() + b * c_n : out + (k * bins_n + b) * c_n;
-        int64_t* __restrict am = nchw_out ? arg_t.data() + b * c_n : argmax + (k * bins_n + b) * c_n;
+        int64_t* __restrict am =
+            nchw_out ? arg_t.data() + b * c_n : argmax + (k * bins_n + b) * c_n;
         for (int64_t c = 0; c < c_n; ++c) {
           o[c] = static_cast<scalar_t>(m[c]);
           am[c] = static_cast<int64_t>(a[c]);
@@ -153,7 +153,8 @@ void backward(
               const int64_t a = am[b];
               if (a < 0) continue;
               // argmax is an input of this op: check it rather than trust it.
-              TORCH_CHECK(a < plane, "argmax must be -1 or in [0, H*W) = [0, ", plane, "), got ", a);
+              TORCH_CHECK(
+                  a < plane, "argmax must be -1 or in [0, H*W) = [0, ", plane, "), got ", a);
               x[a] += static_cast<G>(gk[b]);
             }
           }
@@ -177,8 +178,8 @@ void backward(
 }
 
 std::tuple<at::Tensor, at::Tensor> roi_pool_cpu(
-    const at::Tensor& input_in, const at::Tensor& boxes_in, double spatial_scale,
-    int64_t pooled_h, int64_t pooled_w, bool /*deterministic*/) {
+    const at::Tensor& input_in, const at::Tensor& boxes_in, double spatial_scale, int64_t pooled_h,
+    int64_t pooled_w, bool /*deterministic*/) {
   check_roi_pool_inputs(input_in, boxes_in, spatial_scale, pooled_h, pooled_w);
   const bool nhwc = use_channels_last(input_in);
   // Both layouts run the vectorised channels-last kernel: an NCHW input is copied to
@@ -194,19 +195,20 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_cpu(
       at::empty({k, c, pooled_h, pooled_w}, input.options().dtype(at::kLong).memory_format(fmt));
   if (out.numel() == 0) return {out, argmax};
   const bool small_plane = input.size(2) * input.size(3) <= std::numeric_limits<int32_t>::max();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "roi_pool_cpu", [&] {
-    const auto run = [&](auto index_tag) {
-      forward_nhwc<scalar_t, decltype(index_tag)>(
-          input.const_data_ptr<scalar_t>(), boxes.const_data_ptr<scalar_t>(), batch, c,
-          input.size(2), input.size(3), spatial_scale, pooled_h, pooled_w, !nhwc,
-          out.mutable_data_ptr<scalar_t>(), argmax.mutable_data_ptr<int64_t>());
-    };
-    if (small_plane) {
-      run(int32_t{});
-    } else {
-      run(int64_t{});
-    }
-  });
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, input.scalar_type(), "roi_pool_cpu", [&] {
+        const auto run = [&](auto index_tag) {
+          forward_nhwc<scalar_t, decltype(index_tag)>(
+              input.const_data_ptr<scalar_t>(), boxes.const_data_ptr<scalar_t>(), batch, c,
+              input.size(2), input.size(3), spatial_scale, pooled_h, pooled_w, !nhwc,
+              out.mutable_data_ptr<scalar_t>(), argmax.mutable_data_ptr<int64_t>());
+        };
+        if (small_plane) {
+          run(int32_t{});
+        } else {
+          run(int64_t{});
+        }
+      });
   return {out, argmax};
 }
 
@@ -224,8 +226,9 @@ at::Tensor roi_pool_backward_cpu(
   const bool half = dtype == at::kHalf || dtype == at::kBFloat16;
   // at::empty honours the memory format (at::zeros does not).
   at::Tensor acc = at::empty(
-      {batch_size, channels, height, width},
-      grad.options().dtype(half ? at::kFloat : dtype).memory_format(fmt)).zero_();
+                       {batch_size, channels, height, width},
+                       grad.options().dtype(half ? at::kFloat : dtype).memory_format(fmt))
+                       .zero_();
   if (grad.numel() > 0 && acc.numel() > 0) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "roi_pool_backward_cpu", [&] {
       using G = at::opmath_type<scalar_t>;

@@ -12,7 +12,8 @@ namespace frcnn_fast {
 namespace {
 
 template <typename scalar_t>
-__global__ void box_area_kernel(const scalar_t* __restrict__ in, int64_t n, scalar_t* __restrict__ out) {
+__global__ void box_area_kernel(
+    const scalar_t* __restrict__ in, int64_t n, scalar_t* __restrict__ out) {
   using T = at::opmath_type<scalar_t>;
   FRCNN_GRID_STRIDE_LOOP(i, n) {
     T box[4];

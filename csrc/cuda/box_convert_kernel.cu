@@ -27,8 +27,7 @@ __global__ void box_convert_kernel(
 
 at::Tensor box_convert_cuda(
     const at::Tensor& boxes, c10::string_view in_fmt, c10::string_view out_fmt) {
-  const auto fmts =
-      check_box_convert_inputs(boxes, std::string(in_fmt), std::string(out_fmt));
+  const auto fmts = check_box_convert_inputs(boxes, std::string(in_fmt), std::string(out_fmt));
   const DeviceGuard guard(boxes.device());
   const at::Tensor b = boxes.contiguous();
   at::Tensor out = at::empty_like(b);

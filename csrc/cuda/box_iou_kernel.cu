@@ -33,8 +33,8 @@ __global__ void box_iou_kernel(
       T ab[4];
       load_box(a + 4 * i, ab);
       const T inter = box_intersection(ab[0], ab[1], ab[2], ab[3], bb[0], bb[1], bb[2], bb[3]);
-      out[i * m + j] = static_cast<scalar_t>(
-          iou_from_areas(inter, box_area(ab[0], ab[1], ab[2], ab[3]), barea));
+      out[i * m + j] =
+          static_cast<scalar_t>(iou_from_areas(inter, box_area(ab[0], ab[1], ab[2], ab[3]), barea));
     }
   }
 }
@@ -65,8 +65,10 @@ at::Tensor box_iou_cuda(const at::Tensor& boxes1, const at::Tensor& boxes2) {
   }
   const dim3 block(kIouBlockX, kIouBlockY);
   const dim3 grid(
-      static_cast<unsigned int>(std::min<int64_t>((m + kIouBlockX - 1) / kIouBlockX, max_grid_dim())),
-      static_cast<unsigned int>(std::min<int64_t>((n + kIouBlockY - 1) / kIouBlockY, max_grid_dim())));
+      static_cast<unsigned int>(
+          std::min<int64_t>((m + kIouBlockX - 1) / kIouBlockX, max_grid_dim())),
+      static_cast<unsigned int>(
+          std::min<int64_t>((n + kIouBlockY - 1) / kIouBlockY, max_grid_dim())));
   const cudaStream_t stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.scalar_type(), "box_iou_cuda", [&] {
     FRCNN_LAUNCH(box_iou_kernel<scalar_t>, grid, block, 0, stream)(

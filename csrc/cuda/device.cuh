@@ -35,11 +35,17 @@ namespace frcnn_fast {
 struct DeviceGuard {
   explicit DeviceGuard(const c10::Device& /*device*/) {}
 };
-inline cudaStream_t current_stream() { return nullptr; }
-inline int64_t max_grid_dim() { return ::frcnn_emu::max_grid_dim(); }
+inline cudaStream_t current_stream() {
+  return nullptr;
+}
+inline int64_t max_grid_dim() {
+  return ::frcnn_emu::max_grid_dim();
+}
 // The emulated "device" is the host; a fixed figure (a small GPU's memory) lets tests reach
 // the size checks of the kernels without allocating anything.
-inline int64_t device_available_bytes(const c10::Device& /*device*/) { return int64_t(16) << 30; }
+inline int64_t device_available_bytes(const c10::Device& /*device*/) {
+  return int64_t(16) << 30;
+}
 }  // namespace frcnn_fast
 
 #define FRCNN_LAUNCH(kernel, grid, block, shared_bytes, stream) \
@@ -60,9 +66,13 @@ inline int64_t device_available_bytes(const c10::Device& /*device*/) { return in
 
 namespace frcnn_fast {
 using DeviceGuard = c10::cuda::CUDAGuard;
-inline cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream(); }
+inline cudaStream_t current_stream() {
+  return c10::cuda::getCurrentCUDAStream();
+}
 // 65,535 is legal for every grid dimension (x allows more, y and z do not).
-inline int64_t max_grid_dim() { return 65535; }
+inline int64_t max_grid_dim() {
+  return 65535;
+}
 // Free memory as the driver reports it plus the blocks torch's caching allocator has reserved
 // but not handed out (a new tensor can use those without a cudaMalloc).
 inline int64_t device_available_bytes(const c10::Device& device) {
@@ -78,7 +88,7 @@ inline int64_t device_available_bytes(const c10::Device& device) {
 
 #define FRCNN_LAUNCH(kernel, grid, block, shared_bytes, stream) \
   kernel<<<grid, block, shared_bytes, stream>>>
-#define FRCNN_DYNAMIC_SHARED(T, name)                                        \
+#define FRCNN_DYNAMIC_SHARED(T, name)                                       \
   extern __shared__ __align__(16) unsigned char frcnn_dynamic_shared_raw[]; \
   T* name = reinterpret_cast<T*>(frcnn_dynamic_shared_raw)
 #define FRCNN_CUDA_LIBRARY_IMPL(m) TORCH_LIBRARY_IMPL(FRCNN_FAST_LIBRARY, CUDA, m)

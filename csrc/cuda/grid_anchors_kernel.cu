@@ -33,8 +33,8 @@ __global__ void grid_anchors_kernel(
 }
 
 at::Tensor grid_anchors_cuda(
-    const at::Tensor& base_anchors, int64_t height, int64_t width, double stride_y,
-    double stride_x, double offset) {
+    const at::Tensor& base_anchors, int64_t height, int64_t width, double stride_y, double stride_x,
+    double offset) {
   check_grid_anchors_inputs(base_anchors, height, width, stride_y, stride_x, offset);
   const DeviceGuard guard(base_anchors.device());
   const at::Tensor base = base_anchors.contiguous();

@@ -19,6 +19,6 @@ inline unsigned int blocks_for(int64_t n, int threads = kThreadsPerBlock) {
 }  // namespace frcnn_fast
 
 // 64-bit grid-stride loop: products of sizes can pass 2^31.
-#define FRCNN_GRID_STRIDE_LOOP(i, n)                                              \
+#define FRCNN_GRID_STRIDE_LOOP(i, n)                                                     \
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
        i += static_cast<int64_t>(blockDim.x) * gridDim.x)

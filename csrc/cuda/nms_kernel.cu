@@ -56,7 +56,9 @@ constexpr int64_t kBatchedGridX = 4096;
 constexpr int64_t kBatchedGridY = 16;
 constexpr int kMaxReduceThreads = 256;
 
-FRCNN_HOST_DEVICE int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+FRCNN_HOST_DEVICE int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
 
 // Sorted boxes as [M, 4] in the math type T; inert boxes replaced by the empty sentinel
 // (x1 = y1 = +inf, x2 = y2 = -inf: intersection and area 0 with no NaN on the way, IoU 0).
@@ -253,8 +255,9 @@ void check_mask_fits(const at::Tensor& boxes, int64_t m, int64_t words, bool bat
   const double gib = 1024.0 * 1024.0 * 1024.0;
   TORCH_CHECK(
       bytes <= available, batched ? (padded ? "batched_nms_padded" : "batched_nms") : "nms",
-      ": N = ", m, " boxes need a suppression mask of N x ", words, " 64-bit words = ",
-      static_cast<double>(bytes) / gib, " GiB, but only ", static_cast<double>(available) / gib,
+      ": N = ", m, " boxes need a suppression mask of N x ", words,
+      " 64-bit words = ", static_cast<double>(bytes) / gib, " GiB, but only ",
+      static_cast<double>(available) / gib,
       " GiB of device memory are available (the mask of the unbatched op, and of the padded "
       "batched op, takes N x ceil(N/64) x 8 bytes; see the README). Reduce N (e.g. a top-k by "
       "score first) or split it into groups with batched_nms.");
@@ -280,7 +283,8 @@ std::tuple<at::Tensor, at::Tensor> nms_cuda_impl(
   // 1. ranking (see the file comment); half types are exact in float, double stays double.
   const at::Tensor key =
       scores.scalar_type() == at::kDouble ? scores.neg() : scores.to(at::kFloat).neg();
-  const at::Tensor order = std::get<1>(at::sort(key, /*stable=*/true, /*dim=*/0, /*descending=*/false));
+  const at::Tensor order =
+      std::get<1>(at::sort(key, /*stable=*/true, /*dim=*/0, /*descending=*/false));
   at::Tensor n_pass;
   if (score_threshold.has_value()) {
     n_pass = at::gt(scores.to(at::kDouble), *score_threshold).sum(at::kLong);
@@ -338,8 +342,8 @@ std::tuple<at::Tensor, at::Tensor> nms_cuda_impl(
         static_cast<unsigned int>(std::min(gx, max_grid_dim())),
         static_cast<unsigned int>(std::min(gy, max_grid_dim())));
     FRCNN_LAUNCH(nms_mask_kernel<T>, grid, kBlockBits, 0, stream)(
-        sorted_boxes.const_data_ptr<T>(), seg, row_items, batched,
-        threshold_in<T>(iou_threshold), words, mask_ptr);
+        sorted_boxes.const_data_ptr<T>(), seg, row_items, batched, threshold_in<T>(iou_threshold),
+        words, mask_ptr);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 
@@ -386,16 +390,16 @@ at::Tensor batched_nms_cuda(
 }
 
 std::tuple<at::Tensor, at::Tensor> nms_padded_cuda(
-    const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold,
-    int64_t max_output, std::optional<double> score_threshold) {
+    const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold, int64_t max_output,
+    std::optional<double> score_threshold) {
   check_nms_inputs(boxes, scores, iou_threshold);
   check_nms_padded_args(max_output, score_threshold);
   return nms_cuda_impl(boxes, scores, nullptr, iou_threshold, score_threshold, max_output, true);
 }
 
 std::tuple<at::Tensor, at::Tensor> batched_nms_padded_cuda(
-    const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& idxs,
-    double iou_threshold, int64_t max_output, std::optional<double> score_threshold) {
+    const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& idxs, double iou_threshold,
+    int64_t max_output, std::optional<double> score_threshold) {
   check_batched_nms_inputs(boxes, scores, idxs, iou_threshold);
   check_nms_padded_args(max_output, score_threshold);
   return nms_cuda_impl(boxes, scores, &idxs, iou_threshold, score_threshold, max_output, true);

@@ -98,7 +98,8 @@ __global__ void roi_align_forward_kernel(
           const G w0 = ys.w_low * xs.w_low, w1 = ys.w_low * xs.w_high;
           const G w2 = ys.w_high * xs.w_low, w3 = ys.w_high * xs.w_high;
           const auto value_at = [&](int64_t yy, int64_t xx) {
-            return static_cast<G>(x[nchw_offset(channels_last, n, c, yy, xx, channels, height, width)]);
+            return static_cast<G>(
+                x[nchw_offset(channels_last, n, c, yy, xx, channels, height, width)]);
           };
           const G v0 = value_at(ys.low, xs.low), v1 = value_at(ys.low, xs.high);
           const G v2 = value_at(ys.high, xs.low), v3 = value_at(ys.high, xs.high);
@@ -122,8 +123,7 @@ __global__ void roi_align_backward_atomic_kernel(
     const scalar_t* __restrict__ grad, LevelSet<at::opmath_type<scalar_t>*> grads,
     const scalar_t* __restrict__ boxes, const int64_t* __restrict__ batch,
     const int64_t* __restrict__ levels, int64_t total, int64_t batch_size, int64_t channels,
-    int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio, bool aligned,
-    bool channels_last) {
+    int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio, bool aligned, bool channels_last) {
   using G = at::opmath_type<scalar_t>;
   FRCNN_GRID_STRIDE_LOOP(i, total) {
     int64_t k, c, ph, pw;
@@ -132,19 +132,21 @@ __global__ void roi_align_backward_atomic_kernel(
     const int64_t l = levels != nullptr ? levels[k] : 0;
     if (n < 0 || n >= batch_size || l < 0 || l >= grads.count) continue;
     const int64_t height = grads.height[l], width = grads.width[l];
-    const AlignRoi<G> r = roi_geometry<G>(
-        boxes + 5 * k, grads.scale[l], pooled_h, pooled_w, sampling_ratio, aligned);
+    const AlignRoi<G> r =
+        roi_geometry<G>(boxes + 5 * k, grads.scale[l], pooled_h, pooled_w, sampling_ratio, aligned);
     const G gv = static_cast<G>(grad[i]) / r.count;
     G* dst = grads.data[l];
     for (int64_t iy = 0; iy < r.grid_h; ++iy) {
-      const AxisSample<G> ys = axis_sample(sample_coord(r.y_start, r.bin_h, ph, iy, r.grid_h), height);
+      const AxisSample<G> ys =
+          axis_sample(sample_coord(r.y_start, r.bin_h, ph, iy, r.grid_h), height);
       if (!ys.valid) continue;
       for (int64_t ix = 0; ix < r.grid_w; ++ix) {
         const AxisSample<G> xs =
             axis_sample(sample_coord(r.x_start, r.bin_w, pw, ix, r.grid_w), width);
         if (!xs.valid) continue;
         const auto add = [&](int64_t yy, int64_t xx, G w) {
-          atomicAdd(dst + nchw_offset(channels_last, n, c, yy, xx, channels, height, width), w * gv);
+          atomicAdd(
+              dst + nchw_offset(channels_last, n, c, yy, xx, channels, height, width), w * gv);
         };
         add(ys.low, xs.low, ys.w_low * xs.w_low);
         add(ys.low, xs.high, ys.w_low * xs.w_high);
@@ -237,7 +239,8 @@ __global__ void roi_align_backward_deterministic_kernel(
                 r.count;
             const int64_t iy1 = (shi < (ph + 1) * gh ? shi : (ph + 1) * gh) - ph * gh;
             for (int64_t iy = (slo > ph * gh ? slo : ph * gh) - ph * gh; iy < iy1; ++iy) {
-              const AxisSample<G> ys = axis_sample(sample_coord(r.y_start, r.bin_h, ph, iy, gh), height);
+              const AxisSample<G> ys =
+                  axis_sample(sample_coord(r.y_start, r.bin_h, ph, iy, gh), height);
               if (!ys.valid || (ys.low != h && ys.high != h)) continue;
               const int64_t ix1 = (thi < (pw + 1) * gw ? thi : (pw + 1) * gw) - pw * gw;
               for (int64_t ix = (tlo > pw * gw ? tlo : pw * gw) - pw * gw; ix < ix1; ++ix) {
@@ -267,8 +270,8 @@ at::Tensor multilevel_forward_cuda(
     c10::ArrayRef<double> scales, int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio,
     bool aligned) {
   TORCH_CHECK(
-      static_cast<int64_t>(inputs_in.size()) <= kMaxLevels, "inputs must hold at most ",
-      kMaxLevels, " feature maps on CUDA, got ", inputs_in.size());
+      static_cast<int64_t>(inputs_in.size()) <= kMaxLevels, "inputs must hold at most ", kMaxLevels,
+      " feature maps on CUDA, got ", inputs_in.size());
   const DeviceGuard guard(inputs_in[0].device());
   const bool nhwc = use_channels_last(inputs_in[0]);
   const auto fmt = memory_format_of(nhwc);
@@ -283,21 +286,23 @@ at::Tensor multilevel_forward_cuda(
   const at::Tensor batch = checked_batch_index(boxes, n, levels, num_levels);
   const int64_t total = out.numel();
   const cudaStream_t stream = current_stream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, boxes.scalar_type(), "roi_align_cuda", [&] {
-    LevelSet<const scalar_t*> maps{};
-    maps.count = num_levels;
-    for (int64_t l = 0; l < num_levels; ++l) {
-      maps.data[l] = inputs[l].const_data_ptr<scalar_t>();
-      maps.height[l] = inputs[l].size(2);
-      maps.width[l] = inputs[l].size(3);
-      maps.scale[l] = scales[l];
-    }
-    FRCNN_LAUNCH(roi_align_forward_kernel<scalar_t>, blocks_for(total), kThreadsPerBlock, 0, stream)(
-        maps, boxes.const_data_ptr<scalar_t>(), batch.const_data_ptr<int64_t>(),
-        levels.defined() ? levels.const_data_ptr<int64_t>() : nullptr, total, n, c, pooled_h,
-        pooled_w, sampling_ratio, aligned, nhwc, out.mutable_data_ptr<scalar_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, boxes.scalar_type(), "roi_align_cuda", [&] {
+        LevelSet<const scalar_t*> maps{};
+        maps.count = num_levels;
+        for (int64_t l = 0; l < num_levels; ++l) {
+          maps.data[l] = inputs[l].const_data_ptr<scalar_t>();
+          maps.height[l] = inputs[l].size(2);
+          maps.width[l] = inputs[l].size(3);
+          maps.scale[l] = scales[l];
+        }
+        FRCNN_LAUNCH(
+            roi_align_forward_kernel<scalar_t>, blocks_for(total), kThreadsPerBlock, 0, stream)(
+            maps, boxes.const_data_ptr<scalar_t>(), batch.const_data_ptr<int64_t>(),
+            levels.defined() ? levels.const_data_ptr<int64_t>() : nullptr, total, n, c, pooled_h,
+            pooled_w, sampling_ratio, aligned, nhwc, out.mutable_data_ptr<scalar_t>());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
   return out;
 }
 
@@ -342,42 +347,46 @@ std::vector<at::Tensor> multilevel_backward_cuda(
     const int64_t* level_ptr = levels.defined() ? levels.const_data_ptr<int64_t>() : nullptr;
     const cudaStream_t stream = current_stream();
     const bool det = deterministic || at::globalContext().deterministicAlgorithms();
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "roi_align_backward_cuda", [&] {
-      using G = at::opmath_type<scalar_t>;
-      LevelSet<G*> grads{};
-      grads.count = num_levels;
-      for (int64_t l = 0; l < num_levels; ++l) {
-        grads.data[l] = acc[l].mutable_data_ptr<G>();
-        grads.height[l] = heights[l];
-        grads.width[l] = widths[l];
-        grads.scale[l] = scales[l];
-      }
-      if (det) {
-        const size_t smem = sizeof(int) * static_cast<size_t>(2 * (max_h + max_w) + 4);
-        TORCH_CHECK(
-            static_cast<int64_t>(smem) <= kMaxDetSharedBytes,
-            "the deterministic RoIAlign backward supports feature maps with height + width <= ",
-            (kMaxDetSharedBytes / static_cast<int64_t>(sizeof(int)) - 4) / 2, ", got ", max_h,
-            " + ", max_w, " (use deterministic=False)");
-        const DeviceRoisByImage g = group_by_image_device(batch, batch_size);
-        const int64_t chunk = det_channel_chunk(batch_size, channels);
-        const int64_t tasks = batch_size * ((channels + chunk - 1) / chunk);
-        const unsigned int grid =
-            static_cast<unsigned int>(std::min<int64_t>(tasks, max_grid_dim()));
-        FRCNN_LAUNCH(roi_align_backward_deterministic_kernel<scalar_t>, grid, kDetThreads, smem, stream)(
-            grad.const_data_ptr<scalar_t>(), grads, boxes.const_data_ptr<scalar_t>(), level_ptr,
-            g.order.const_data_ptr<int64_t>(), g.offsets.const_data_ptr<int64_t>(), batch_size,
-            channels, pooled_h, pooled_w, sampling_ratio, aligned, chunk, channels_last);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-      } else {
-        const int64_t total = grad.numel();
-        FRCNN_LAUNCH(roi_align_backward_atomic_kernel<scalar_t>, blocks_for(total), kThreadsPerBlock, 0, stream)(
-            grad.const_data_ptr<scalar_t>(), grads, boxes.const_data_ptr<scalar_t>(),
-            batch.const_data_ptr<int64_t>(), level_ptr, total, batch_size, channels, pooled_h,
-            pooled_w, sampling_ratio, aligned, channels_last);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-      }
-    });
+    AT_DISPATCH_FLOATING_TYPES_AND2(
+        at::kHalf, at::kBFloat16, dtype, "roi_align_backward_cuda", [&] {
+          using G = at::opmath_type<scalar_t>;
+          LevelSet<G*> grads{};
+          grads.count = num_levels;
+          for (int64_t l = 0; l < num_levels; ++l) {
+            grads.data[l] = acc[l].mutable_data_ptr<G>();
+            grads.height[l] = heights[l];
+            grads.width[l] = widths[l];
+            grads.scale[l] = scales[l];
+          }
+          if (det) {
+            const size_t smem = sizeof(int) * static_cast<size_t>(2 * (max_h + max_w) + 4);
+            TORCH_CHECK(
+                static_cast<int64_t>(smem) <= kMaxDetSharedBytes,
+                "the deterministic RoIAlign backward supports feature maps with height + width <= ",
+                (kMaxDetSharedBytes / static_cast<int64_t>(sizeof(int)) - 4) / 2, ", got ", max_h,
+                " + ", max_w, " (use deterministic=False)");
+            const DeviceRoisByImage g = group_by_image_device(batch, batch_size);
+            const int64_t chunk = det_channel_chunk(batch_size, channels);
+            const int64_t tasks = batch_size * ((channels + chunk - 1) / chunk);
+            const unsigned int grid =
+                static_cast<unsigned int>(std::min<int64_t>(tasks, max_grid_dim()));
+            FRCNN_LAUNCH(
+                roi_align_backward_deterministic_kernel<scalar_t>, grid, kDetThreads, smem, stream)(
+                grad.const_data_ptr<scalar_t>(), grads, boxes.const_data_ptr<scalar_t>(), level_ptr,
+                g.order.const_data_ptr<int64_t>(), g.offsets.const_data_ptr<int64_t>(), batch_size,
+                channels, pooled_h, pooled_w, sampling_ratio, aligned, chunk, channels_last);
+            C10_CUDA_KERNEL_LAUNCH_CHECK();
+          } else {
+            const int64_t total = grad.numel();
+            FRCNN_LAUNCH(
+                roi_align_backward_atomic_kernel<scalar_t>, blocks_for(total), kThreadsPerBlock, 0,
+                stream)(
+                grad.const_data_ptr<scalar_t>(), grads, boxes.const_data_ptr<scalar_t>(),
+                batch.const_data_ptr<int64_t>(), level_ptr, total, batch_size, channels, pooled_h,
+                pooled_w, sampling_ratio, aligned, channels_last);
+            C10_CUDA_KERNEL_LAUNCH_CHECK();
+          }
+        });
   }
   if (half) {
     for (auto& a : acc) a = a.to(dtype);

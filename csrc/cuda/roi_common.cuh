@@ -13,8 +13,8 @@ namespace frcnn_fast {
 
 // (k, c, ph, pw) of element i of a [K, C, PH, PW] tensor stored NCHW or NHWC.
 FRCNN_HOST_DEVICE void pooled_index(
-    int64_t i, bool channels_last, int64_t channels, int64_t pooled_h, int64_t pooled_w,
-    int64_t& k, int64_t& c, int64_t& ph, int64_t& pw) {
+    int64_t i, bool channels_last, int64_t channels, int64_t pooled_h, int64_t pooled_w, int64_t& k,
+    int64_t& c, int64_t& ph, int64_t& pw) {
   if (channels_last) {
     c = i % channels;
     pw = (i / channels) % pooled_w;

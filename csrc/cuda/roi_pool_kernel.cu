@@ -48,7 +48,8 @@ __global__ void roi_pool_forward_kernel(
     bool channels_last, scalar_t* __restrict__ out, int64_t* __restrict__ argmax) {
   using G = at::opmath_type<scalar_t>;
   // -max of G (std::numeric_limits is host-only without --expt-relaxed-constexpr)
-  const G lowest = sizeof(G) == sizeof(double) ? static_cast<G>(-DBL_MAX) : static_cast<G>(-FLT_MAX);
+  const G lowest =
+      sizeof(G) == sizeof(double) ? static_cast<G>(-DBL_MAX) : static_cast<G>(-FLT_MAX);
   FRCNN_GRID_STRIDE_LOOP(i, total) {
     int64_t k, c, ph, pw;
     pooled_index(i, channels_last, channels, pooled_h, pooled_w, k, c, ph, pw);
@@ -107,7 +108,8 @@ __global__ void roi_pool_backward_atomic_kernel(
     const int64_t n = batch[k];
     if (a < 0 || a >= plane || n < 0 || n >= batch_size) continue;
     atomicAdd(
-        grad_input + nchw_offset(channels_last, n, c, a / width, a % width, channels, height, width),
+        grad_input +
+            nchw_offset(channels_last, n, c, a / width, a % width, channels, height, width),
         static_cast<G>(grad[i]));
   }
 }
@@ -139,7 +141,8 @@ __global__ void roi_pool_backward_deterministic_kernel(
         bool leader = true;
         for (int64_t j = 0; j < b && leader; ++j) leader = argmax[base + j * step] != a;
         if (!leader) continue;
-        G* dst = grad_input + nchw_offset(channels_last, n, c, a / width, a % width, channels, height, width);
+        G* dst = grad_input +
+            nchw_offset(channels_last, n, c, a / width, a % width, channels, height, width);
         G acc = *dst;
         for (int64_t j = b; j < bins; ++j) {
           if (argmax[base + j * step] == a) acc += static_cast<G>(grad[base + j * step]);
@@ -153,8 +156,8 @@ __global__ void roi_pool_backward_deterministic_kernel(
 }
 
 std::tuple<at::Tensor, at::Tensor> roi_pool_cuda(
-    const at::Tensor& input_in, const at::Tensor& boxes_in, double spatial_scale,
-    int64_t pooled_h, int64_t pooled_w, bool /*deterministic: the forward always is*/) {
+    const at::Tensor& input_in, const at::Tensor& boxes_in, double spatial_scale, int64_t pooled_h,
+    int64_t pooled_w, bool /*deterministic: the forward always is*/) {
   check_roi_pool_inputs(input_in, boxes_in, spatial_scale, pooled_h, pooled_w);
   const DeviceGuard guard(input_in.device());
   const bool nhwc = use_channels_last(input_in);
@@ -169,14 +172,16 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_cuda(
   const at::Tensor batch = checked_batch_index(boxes, n);
   const int64_t total = out.numel();
   const cudaStream_t stream = current_stream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "roi_pool_cuda", [&] {
-    FRCNN_LAUNCH(roi_pool_forward_kernel<scalar_t>, blocks_for(total), kThreadsPerBlock, 0, stream)(
-        input.const_data_ptr<scalar_t>(), boxes.const_data_ptr<scalar_t>(),
-        batch.const_data_ptr<int64_t>(), total, n, c, input.size(2), input.size(3), spatial_scale,
-        pooled_h, pooled_w, nhwc, out.mutable_data_ptr<scalar_t>(),
-        argmax.mutable_data_ptr<int64_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, input.scalar_type(), "roi_pool_cuda", [&] {
+        FRCNN_LAUNCH(
+            roi_pool_forward_kernel<scalar_t>, blocks_for(total), kThreadsPerBlock, 0, stream)(
+            input.const_data_ptr<scalar_t>(), boxes.const_data_ptr<scalar_t>(),
+            batch.const_data_ptr<int64_t>(), total, n, c, input.size(2), input.size(3),
+            spatial_scale, pooled_h, pooled_w, nhwc, out.mutable_data_ptr<scalar_t>(),
+            argmax.mutable_data_ptr<int64_t>());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
   return {out, argmax};
 }
 
@@ -195,8 +200,9 @@ at::Tensor roi_pool_backward_cuda(
   // Half types accumulate in float32 and round once (no half atomics); at::empty honours the
   // memory format, at::zeros does not.
   at::Tensor acc = at::empty(
-      {batch_size, channels, height, width},
-      grad.options().dtype(half ? at::kFloat : dtype).memory_format(fmt)).zero_();
+                       {batch_size, channels, height, width},
+                       grad.options().dtype(half ? at::kFloat : dtype).memory_format(fmt))
+                       .zero_();
   if (grad.numel() == 0 || acc.numel() == 0) return half ? acc.to(dtype) : acc;
   const int64_t plane = height * width;
   const at::Tensor batch = checked_batch_index(boxes, batch_size, at::Tensor(), 0, argmax, plane);
@@ -221,7 +227,9 @@ at::Tensor roi_pool_backward_cuda(
     const int64_t total = grad.numel();
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "roi_pool_backward_cuda", [&] {
       using G = at::opmath_type<scalar_t>;
-      FRCNN_LAUNCH(roi_pool_backward_atomic_kernel<scalar_t>, blocks_for(total), kThreadsPerBlock, 0, stream)(
+      FRCNN_LAUNCH(
+          roi_pool_backward_atomic_kernel<scalar_t>, blocks_for(total), kThreadsPerBlock, 0,
+          stream)(
           grad.const_data_ptr<scalar_t>(), argmax.const_data_ptr<int64_t>(),
           batch.const_data_ptr<int64_t>(), total, batch_size, channels, height, width, bins,
           channels_last, acc.mutable_data_ptr<G>());

@@ -3,6 +3,7 @@
 Order is row-major (y, then x, then anchor), matching a conv head's
 ``(N, A*4, H, W) -> (N, H, W, A, 4)`` flattening; FPN levels are concatenated in order.
 """
+
 import numbers
 
 import torch

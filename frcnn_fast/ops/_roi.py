@@ -1,4 +1,5 @@
 """What RoI pooling and RoIAlign share in Python: argument checks and the RoI format."""
+
 import math
 from typing import List, Optional, Union
 
@@ -14,9 +15,13 @@ def convert_boxes_to_roi_format(boxes: Union[Tensor, List[Tensor]]) -> Tensor:
     if isinstance(boxes, Tensor):
         return boxes
     if not isinstance(boxes, (list, tuple)):
-        raise TypeError(f"boxes must be a Tensor[K, 5] or a list of Tensor[Ki, 4], got {type(boxes).__name__}")
+        raise TypeError(
+            f"boxes must be a Tensor[K, 5] or a list of Tensor[Ki, 4], got {type(boxes).__name__}"
+        )
     if len(boxes) == 0:
-        raise ValueError("boxes must be a Tensor[K, 5] or a non-empty list of Tensor[Ki, 4], got an empty list")
+        raise ValueError(
+            "boxes must be a Tensor[K, 5] or a non-empty list of Tensor[Ki, 4], got an empty list"
+        )
     for i, b in enumerate(boxes):
         check_tensor(b, f"boxes[{i}]")
         if b.dim() != 2 or b.shape[1] != 4:
@@ -28,7 +33,11 @@ def convert_boxes_to_roi_format(boxes: Union[Tensor, List[Tensor]]) -> Tensor:
             )
     coords = torch.cat(list(boxes), dim=0)
     index = torch.cat(
-        [torch.full((b.shape[0], 1), i, dtype=coords.dtype, device=coords.device) for i, b in enumerate(boxes)], dim=0
+        [
+            torch.full((b.shape[0], 1), i, dtype=coords.dtype, device=coords.device)
+            for i, b in enumerate(boxes)
+        ],
+        dim=0,
     )
     return torch.cat([index, coords], dim=1)
 
@@ -73,6 +82,8 @@ def no_double_backward(op_name: str, public_name: str):
         pass
 
     def backward(ctx, *grads):
-        raise RuntimeError(f"{public_name}: double backward (a gradient of its gradient) is not supported")
+        raise RuntimeError(
+            f"{public_name}: double backward (a gradient of its gradient) is not supported"
+        )
 
     torch.library.register_autograd(op_name, backward, setup_context=setup_context)

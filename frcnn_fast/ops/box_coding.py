@@ -1,4 +1,5 @@
 """The Faster R-CNN box parameterisation (dx, dy, dw, dh)."""
+
 import math
 
 import torch
@@ -28,7 +29,9 @@ def encode_boxes(
     """
     check_tensor(reference_boxes, "reference_boxes")
     check_tensor(target_boxes, "target_boxes")
-    return torch.ops.frcnn_fast.encode_boxes.default(reference_boxes, target_boxes, _weights(weights))
+    return torch.ops.frcnn_fast.encode_boxes.default(
+        reference_boxes, target_boxes, _weights(weights)
+    )
 
 
 def decode_boxes(

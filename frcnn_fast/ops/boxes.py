@@ -1,4 +1,5 @@
 """Box geometry ops. Boxes are ``(x1, y1, x2, y2)``, width ``x2 - x1`` (no +1)."""
+
 import torch
 from torch import Tensor
 

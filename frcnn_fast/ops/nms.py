@@ -4,6 +4,7 @@ Greedy and exact: box j is dropped iff a kept, higher-ranked box has IoU > iou_t
 it; ranking is a stable descending sort of the scores (ties in input order, NaN last); a box
 with a non-finite coordinate is kept in its rank position and suppresses nothing.
 """
+
 from typing import Optional, Tuple
 
 import torch

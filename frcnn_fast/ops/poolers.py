@@ -1,4 +1,5 @@
 """Multi-level (FPN) RoIAlign, drop-in for ``torchvision.ops.MultiScaleRoIAlign``."""
+
 import math
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -11,19 +12,35 @@ from .roi_align import multilevel_roi_align
 
 def _infer_scale(feature: Tensor, original_size: Sequence[int]) -> float:
     """``2 ** round(log2(feature / image))``, which must agree for height and width."""
-    scales = [2.0 ** round(math.log2(float(f) / float(o))) for f, o in zip(feature.shape[-2:], original_size)]
+    scales = [
+        2.0 ** round(math.log2(float(f) / float(o)))
+        for f, o in zip(feature.shape[-2:], original_size)
+    ]
     if scales[0] != scales[1]:
-        raise ValueError(f"feature map {list(feature.shape[-2:])} has different height and width scales {scales} for image size {tuple(original_size)}")
+        raise ValueError(
+            f"feature map {list(feature.shape[-2:])} has different height and width scales {scales} for image size {tuple(original_size)}"
+        )
     return scales[0]
 
 
-def fpn_levels(boxes: List[Tensor], k_min: int, k_max: int, canonical_scale: float = 224, canonical_level: int = 4, eps: float = 1e-6) -> Tensor:
+def fpn_levels(
+    boxes: List[Tensor],
+    k_min: int,
+    k_max: int,
+    canonical_scale: float = 224,
+    canonical_level: int = 4,
+    eps: float = 1e-6,
+) -> Tensor:
     """FPN level index (0 = level ``k_min``) of every box of every image (Lin et al., eq. 1):
     ``floor(k0 + log2(sqrt(area) / s0) + eps)`` clamped to ``[k_min, k_max]``. Computed on the
     boxes' device without a host round trip; a NaN box goes to the lowest level."""
     b = torch.cat(list(boxes), dim=0)
     area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    lvl = torch.floor(canonical_level + torch.log2(torch.sqrt(area) / canonical_scale) + torch.tensor(eps, dtype=b.dtype, device=b.device))
+    lvl = torch.floor(
+        canonical_level
+        + torch.log2(torch.sqrt(area) / canonical_scale)
+        + torch.tensor(eps, dtype=b.dtype, device=b.device)
+    )
     lvl = torch.nan_to_num(lvl, nan=float(k_min)).clamp(min=k_min, max=k_max)
     return lvl.to(torch.int64) - k_min
 
@@ -58,12 +75,18 @@ class MultiScaleRoIAlign(nn.Module):
         self.canonical_level = canonical_level
         self.scales: Optional[List[float]] = None
 
-    def forward(self, x: Dict[str, Tensor], boxes: List[Tensor], image_shapes: List[Tuple[int, int]]) -> Tensor:
+    def forward(
+        self, x: Dict[str, Tensor], boxes: List[Tensor], image_shapes: List[Tuple[int, int]]
+    ) -> Tensor:
         features = [v for k, v in x.items() if k in self.featmap_names]
         if not features:
-            raise ValueError(f"x holds none of featmap_names {self.featmap_names}: got keys {list(x.keys())}")
+            raise ValueError(
+                f"x holds none of featmap_names {self.featmap_names}: got keys {list(x.keys())}"
+            )
         if not isinstance(boxes, (list, tuple)):
-            raise TypeError(f"boxes must be a list of per-image Tensor[Ki, 4], got {type(boxes).__name__}")
+            raise TypeError(
+                f"boxes must be a list of per-image Tensor[Ki, 4], got {type(boxes).__name__}"
+            )
         if len(image_shapes) == 0:
             raise ValueError("image_shapes must hold the (height, width) of every image")
         original = (max(s[0] for s in image_shapes), max(s[1] for s in image_shapes))
@@ -76,7 +99,9 @@ class MultiScaleRoIAlign(nn.Module):
             k_min = int(-math.log2(scales[0]))
             k_max = int(-math.log2(scales[-1]))
             levels = fpn_levels(boxes, k_min, k_max, self.canonical_scale, self.canonical_level)
-        return multilevel_roi_align(features, rois, levels, self.output_size, scales, self.sampling_ratio, aligned=False)
+        return multilevel_roi_align(
+            features, rois, levels, self.output_size, scales, self.sampling_ratio, aligned=False
+        )
 
     def extra_repr(self) -> str:
         return f"featmap_names={self.featmap_names}, output_size={self.output_size}, sampling_ratio={self.sampling_ratio}"

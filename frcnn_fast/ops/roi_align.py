@@ -1,4 +1,5 @@
 """RoIAlign (Mask R-CNN), drop-in for ``torchvision.ops.roi_align`` / ``RoIAlign``."""
+
 from typing import List, Optional, Union
 
 import torch
@@ -90,11 +91,21 @@ def multilevel_roi_align(
     check_tensor(levels, "levels")
     ph, pw = check_output_size(output_size)
     if len(spatial_scales) != len(inputs):
-        raise ValueError(f"spatial_scales must have one entry per input ({len(inputs)}), got {len(spatial_scales)}")
+        raise ValueError(
+            f"spatial_scales must have one entry per input ({len(inputs)}), got {len(spatial_scales)}"
+        )
     scales = [check_scale(s, "spatial_scales") for s in spatial_scales]
     det = resolve_deterministic(deterministic)
     return torch.ops.frcnn_fast.multilevel_roi_align.default(
-        list(inputs), rois, levels, scales, ph, pw, _check_sampling_ratio(sampling_ratio), bool(aligned), det
+        list(inputs),
+        rois,
+        levels,
+        scales,
+        ph,
+        pw,
+        _check_sampling_ratio(sampling_ratio),
+        bool(aligned),
+        det,
     )
 
 
@@ -105,26 +116,41 @@ def _ml_setup_context(ctx, inputs, output):
     ctx.save_for_backward(rois, levels)
     n, c = maps[0].shape[:2]
     ctx.args = (
-        scales, ph, pw, n, c, [x.shape[2] for x in maps], [x.shape[3] for x in maps],
-        sampling_ratio, aligned, channels_last(maps[0]), det,
+        scales,
+        ph,
+        pw,
+        n,
+        c,
+        [x.shape[2] for x in maps],
+        [x.shape[3] for x in maps],
+        sampling_ratio,
+        aligned,
+        channels_last(maps[0]),
+        det,
     )
 
 
 def _ml_backward(ctx, grad):
     rois, levels = ctx.saved_tensors
-    grads = torch.ops.frcnn_fast._multilevel_roi_align_backward.default(grad, rois, levels, *ctx.args)
+    grads = torch.ops.frcnn_fast._multilevel_roi_align_backward.default(
+        grad, rois, levels, *ctx.args
+    )
     # spatial_scales is a list in the inputs' structure: one None per entry
     return (list(grads),) + (None,) * (ctx.num_inputs - 1)
 
 
-torch.library.register_autograd("frcnn_fast::multilevel_roi_align", _ml_backward, setup_context=_ml_setup_context)
+torch.library.register_autograd(
+    "frcnn_fast::multilevel_roi_align", _ml_backward, setup_context=_ml_setup_context
+)
 no_double_backward("frcnn_fast::_multilevel_roi_align_backward", "multilevel_roi_align")
 
 
 class RoIAlign(nn.Module):
     """``nn.Module`` form of :func:`roi_align` (torchvision's ``RoIAlign``)."""
 
-    def __init__(self, output_size, spatial_scale: float, sampling_ratio: int, aligned: bool = False):
+    def __init__(
+        self, output_size, spatial_scale: float, sampling_ratio: int, aligned: bool = False
+    ):
         super().__init__()
         self.output_size = output_size
         self.spatial_scale = spatial_scale
@@ -132,7 +158,9 @@ class RoIAlign(nn.Module):
         self.aligned = aligned
 
     def forward(self, input: Tensor, rois: Union[Tensor, List[Tensor]]) -> Tensor:
-        return roi_align(input, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
+        return roi_align(
+            input, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned
+        )
 
     def extra_repr(self) -> str:
         return (

@@ -1,4 +1,5 @@
 """RoI max pooling (Fast R-CNN), drop-in for ``torchvision.ops.roi_pool`` / ``RoIPool``."""
+
 from typing import List, Optional, Union
 
 import torch

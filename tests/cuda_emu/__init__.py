@@ -14,6 +14,7 @@ instead of the CPU one, so a test written for ``device="cuda"`` runs unchanged o
 Which build is loaded: ``FRCNN_CUDA_EMU_VARIANT`` = ``plain`` (default), ``address`` or
 ``thread`` (``make sanitize`` sets it and preloads the sanitizer runtime).
 """
+
 import contextlib
 import functools
 import os
@@ -82,4 +83,6 @@ def emulated(seed=0, workers=2, max_grid_dim=0):
         with EmulatedCuda():
             yield ext
     finally:
-        ext.configure(seed=saved["seed"], workers=saved["workers"], max_grid_dim=saved["max_grid_dim"])
+        ext.configure(
+            seed=saved["seed"], workers=saved["workers"], max_grid_dim=saved["max_grid_dim"]
+        )

@@ -15,6 +15,7 @@ Variants: ``plain`` (``make test``), ``address`` (AddressSanitizer + UndefinedBe
 and ``thread`` (ThreadSanitizer), for ``make sanitize``. Each builds in build/cuda_emu/<variant>
 and, like the main build, recompiles only what changed (ninja).
 """
+
 import argparse
 import glob
 import os
@@ -46,7 +47,9 @@ def _wrappers(variant):
     one makes the host compiler take it instead (and __FILE__ still names the .cu)."""
     gen = build_dir(variant) / "gen"
     gen.mkdir(parents=True, exist_ok=True)
-    cu_files = sorted(glob.glob(str(CSRC / "cuda" / "*.cu"))) + sorted(glob.glob(str(HERE / "selftest" / "*.cu")))
+    cu_files = sorted(glob.glob(str(CSRC / "cuda" / "*.cu"))) + sorted(
+        glob.glob(str(HERE / "selftest" / "*.cu"))
+    )
     out = []
     for cu in cu_files:
         stem = Path(cu).stem

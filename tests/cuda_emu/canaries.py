@@ -6,6 +6,7 @@ Runs each deliberately broken kernel of selftest/canaries.cu in a child process 
 the sanitizer runtime that ``make sanitize`` preloads) and exits non-zero unless the sanitizer
 reported every one of them: a sanitizer run that passes because it sees nothing is no proof.
 """
+
 import os
 import subprocess
 import sys
@@ -38,10 +39,15 @@ def main():
     for op, arg, report in CASES[variant]:
         child = subprocess.run(
             [sys.executable, "-c", CHILD.format(tests=tests_dir, op=op, arg=arg)],
-            env=env, capture_output=True, text=True, timeout=300,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         caught = child.returncode != 0 and report in child.stderr
-        print(f"{variant}: {op}: {'caught' if caught else 'NOT CAUGHT'} ({report!r}, exit {child.returncode})")
+        print(
+            f"{variant}: {op}: {'caught' if caught else 'NOT CAUGHT'} ({report!r}, exit {child.returncode})"
+        )
         if not caught:
             failed += 1
             sys.stderr.write(child.stderr[-4000:])

@@ -1,4 +1,5 @@
 """Fixtures of the emulator's own tests."""
+
 import pytest
 
 from . import load

@@ -1,5 +1,6 @@
 """The emulator's blocks: barriers, shared memory, launch geometry and misuse, tested against
 CUDA's definitions with the kernels of tests/cuda_emu/selftest/barriers.cu."""
+
 import pytest
 import torch
 
@@ -57,7 +58,13 @@ def test_barrier_votes(ext, n):
 
 @pytest.mark.parametrize(
     "grid,block",
-    [((1, 1, 1), (1, 1, 1)), ((3, 1, 1), (64, 1, 1)), ((2, 3, 2), (4, 2, 3)), ((1, 5, 1), (7, 1, 5)), ((1, 1, 1), (32, 32, 1))],
+    [
+        ((1, 1, 1), (1, 1, 1)),
+        ((3, 1, 1), (64, 1, 1)),
+        ((2, 3, 2), (4, 2, 3)),
+        ((1, 5, 1), (7, 1, 5)),
+        ((1, 1, 1), (32, 32, 1)),
+    ],
 )
 def test_every_thread_runs_once_with_its_coordinates(ext, grid, block):
     for workers in (1, 2):
@@ -81,14 +88,19 @@ def test_every_thread_runs_once_with_its_coordinates(ext, grid, block):
     ],
 )
 def test_illegal_launch_is_an_error(grid, block, shared, message):
-    with pytest.raises(RuntimeError, match=r"invalid launch configuration of kernel 'coords_kernel'.*" + message):
+    with pytest.raises(
+        RuntimeError, match=r"invalid launch configuration of kernel 'coords_kernel'.*" + message
+    ):
         E.selftest_coords(list(grid), list(block), shared)
 
 
 @pytest.mark.parametrize(
     "kind,message",
     [
-        (0, r"barrier in divergent code.*(after \d+ thread\(s\) of the block had exited|exited while)"),
+        (
+            0,
+            r"barrier in divergent code.*(after \d+ thread\(s\) of the block had exited|exited while)",
+        ),
         (1, r"different __syncthreads calls"),
         (2, r"deadlock"),
     ],

@@ -1,5 +1,6 @@
 """The rules every csrc/cuda file follows so that the emulated build runs the same code as the
 GPU (README, "Writing CUDA kernels"), and the emulated build's coverage of the CUDA kernels."""
+
 import re
 from pathlib import Path
 
@@ -7,22 +8,37 @@ import pytest
 import torch
 
 import frcnn_fast
+
 from . import LIBRARY, load
 
 pytestmark = pytest.mark.cuda_emu
 
 CUDA_DIR = Path(__file__).resolve().parents[2] / "csrc" / "cuda"
-KERNEL_FILES = sorted(CUDA_DIR.glob("*.cu")) + sorted(p for p in CUDA_DIR.glob("*.cuh") if p.name != "device.cuh")
+KERNEL_FILES = sorted(CUDA_DIR.glob("*.cu")) + sorted(
+    p for p in CUDA_DIR.glob("*.cuh") if p.name != "device.cuh"
+)
 
 FORBIDDEN = [
     (r"<<<", "launch through FRCNN_LAUNCH, never <<<...>>> by hand"),
-    (r"#\s*include\s*[<\"](cuda|cub|thrust|cooperative_groups|c10/cuda|ATen/cuda)", "CUDA headers only through device.cuh"),
-    (r"\bcub::|\bthrust::|cooperative_groups", "no CUB, Thrust or cooperative groups inside kernels (use ATen on the host)"),
+    (
+        r"#\s*include\s*[<\"](cuda|cub|thrust|cooperative_groups|c10/cuda|ATen/cuda)",
+        "CUDA headers only through device.cuh",
+    ),
+    (
+        r"\bcub::|\bthrust::|cooperative_groups",
+        "no CUB, Thrust or cooperative groups inside kernels (use ATen on the host)",
+    ),
     (r"__CUDA_ARCH__", "no __CUDA_ARCH__ branches"),
     (r"extern\s+__shared__", "dynamic shared memory through FRCNN_DYNAMIC_SHARED"),
-    (r"\b__(shfl|shfl_up|shfl_down|shfl_xor|ballot|any|all)\s*\(", "warp collectives with explicit masks (the _sync forms)"),
+    (
+        r"\b__(shfl|shfl_up|shfl_down|shfl_xor|ballot|any|all)\s*\(",
+        "warp collectives with explicit masks (the _sync forms)",
+    ),
     (r"TORCH_LIBRARY_IMPL\s*\(", "register through FRCNN_CUDA_LIBRARY_IMPL"),
-    (r"c10::cuda::|at::cuda::", "CUDA runtime support through device.cuh (DeviceGuard, current_stream)"),
+    (
+        r"c10::cuda::|at::cuda::",
+        "CUDA runtime support through device.cuh (DeviceGuard, current_stream)",
+    ),
 ]
 
 
@@ -45,7 +61,9 @@ def test_kernel_file_follows_the_rules(path):
 
 def _ops(namespace):
     return sorted(
-        name.split("::")[1] for name in torch._C._dispatch_get_all_op_names() if name.startswith(namespace + "::")
+        name.split("::")[1]
+        for name in torch._C._dispatch_get_all_op_names()
+        if name.startswith(namespace + "::")
     )
 
 
@@ -55,8 +73,16 @@ def test_every_cuda_kernel_is_emulated():
     load()
     ops = _ops("frcnn_fast")
     assert ops, "no frcnn_fast op registered"
-    missing = [op for op in ops if not torch._C._dispatch_has_kernel_for_dispatch_key(f"{LIBRARY}::{op}", "CPU")]
+    missing = [
+        op
+        for op in ops
+        if not torch._C._dispatch_has_kernel_for_dispatch_key(f"{LIBRARY}::{op}", "CPU")
+    ]
     assert not missing, f"ops without an emulated CUDA kernel: {missing}"
     if "cuda" in frcnn_fast.build_info()["backends"]:
-        no_cuda = [op for op in ops if not torch._C._dispatch_has_kernel_for_dispatch_key(f"frcnn_fast::{op}", "CUDA")]
+        no_cuda = [
+            op
+            for op in ops
+            if not torch._C._dispatch_has_kernel_for_dispatch_key(f"frcnn_fast::{op}", "CUDA")
+        ]
         assert not no_cuda, f"ops without a CUDA kernel in _C: {no_cuda}"

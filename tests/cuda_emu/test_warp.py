@@ -1,5 +1,6 @@
 """The emulator's warp collectives and atomics against CUDA's definitions (kernels in
 tests/cuda_emu/selftest/warp.cu), and its misuse errors."""
+
 import pytest
 import torch
 
@@ -12,9 +13,16 @@ FULL = 0xFFFFFFFF
 def run(op, masks, values, live=None, arg=0, width=32):
     n = len(masks)
     ops = torch.tensor(op if isinstance(op, list) else [op] * n)
-    live = torch.ones(n, dtype=torch.int32) if live is None else torch.tensor(live, dtype=torch.int32)
+    live = (
+        torch.ones(n, dtype=torch.int32) if live is None else torch.tensor(live, dtype=torch.int32)
+    )
     return torch.ops.frcnn_fast_cuda_emu.selftest_collective(
-        ops, torch.tensor(masks, dtype=torch.int64), torch.tensor(values, dtype=torch.int64), live, arg, width
+        ops,
+        torch.tensor(masks, dtype=torch.int64),
+        torch.tensor(values, dtype=torch.int64),
+        live,
+        arg,
+        width,
     ).tolist()
 
 
@@ -50,7 +58,11 @@ def test_votes(ext, n, seed):
     alls = run(ALL, masks, values)
     for t in range(n):
         base = t - t % 32
-        want = sum(1 << (u - base) for u in range(base, min(n, base + 32)) if masks[t] >> (u - base) & 1 and values[u])
+        want = sum(
+            1 << (u - base)
+            for u in range(base, min(n, base + 32))
+            if masks[t] >> (u - base) & 1 and values[u]
+        )
         assert ballot[t] == want
         assert anys[t] == int(want != 0)
         assert alls[t] == int(want == masks[t])
@@ -105,12 +117,52 @@ def test_activemask_names_live_lanes(ext, n):
 MISUSE = [
     # (what, ops, masks, live, arg, width, message)
     ("lane not in its own mask", BALLOT, [0b10, 0b10], None, 0, 32, r"does not name its own lane"),
-    ("mask names absent lanes", BALLOT, [FULL] * 40, None, 0, 32, r"naming lane 8, which does not exist"),
-    ("mask names an exited lane", BALLOT, [0b11, 0b11], [1, 0], 0, 32, r"naming lane 1, which has exited"),
+    (
+        "mask names absent lanes",
+        BALLOT,
+        [FULL] * 40,
+        None,
+        0,
+        32,
+        r"naming lane 8, which does not exist",
+    ),
+    (
+        "mask names an exited lane",
+        BALLOT,
+        [0b11, 0b11],
+        [1, 0],
+        0,
+        32,
+        r"naming lane 1, which has exited",
+    ),
     ("width not a power of 2", SHFL, [FULL] * 32, None, 0, 3, r"width 3"),
-    ("shuffle source outside the mask", SHFL, [0b11, 0b11], None, 5, 32, r"from lane 5, which is not in the mask"),
-    ("different collectives in one mask", [BALLOT, ANY], [0b11, 0b11], None, 0, 32, r"different warp collectives"),
-    ("different masks", BALLOT, [0b11, 0b111, 0b111], None, 0, 32, r"different warp collectives|deadlock"),
+    (
+        "shuffle source outside the mask",
+        SHFL,
+        [0b11, 0b11],
+        None,
+        5,
+        32,
+        r"from lane 5, which is not in the mask",
+    ),
+    (
+        "different collectives in one mask",
+        [BALLOT, ANY],
+        [0b11, 0b11],
+        None,
+        0,
+        32,
+        r"different warp collectives",
+    ),
+    (
+        "different masks",
+        BALLOT,
+        [0b11, 0b111, 0b111],
+        None,
+        0,
+        32,
+        r"different warp collectives|deadlock",
+    ),
 ]
 
 
@@ -130,7 +182,9 @@ def test_atomics(ext, workers, blocks, threads):
     n = blocks * threads
     for seed in range(3):
         ext.configure(seed=seed, workers=workers)
-        f32, f64, i32, u32, u64, ticket = torch.ops.frcnn_fast_cuda_emu.selftest_atomics(blocks, threads)
+        f32, f64, i32, u32, u64, ticket = torch.ops.frcnn_fast_cuda_emu.selftest_atomics(
+            blocks, threads
+        )
         assert f32.item() == n and f64.item() == n / 2
         assert i32[0].item() == n and i32[1].item() == n - 1 and i32[2].item() == -(n - 1)
         assert 0 <= i32[3].item() < n  # atomicExch: the last writer's value
@@ -143,6 +197,7 @@ def test_atomics(ext, workers, blocks, threads):
 def test_schedules_follow_the_seed(ext):
     """The order in which threads reach an atomic is the schedule: the same seed (one worker)
     gives the same order, other seeds give others, and threads do not just run in index order."""
+
     def tickets(seed):
         ext.configure(seed=seed, workers=1)
         return torch.ops.frcnn_fast_cuda_emu.selftest_atomics(4, 64)[-1].tolist()

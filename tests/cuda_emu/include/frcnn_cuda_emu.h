@@ -119,7 +119,9 @@ Launcher<P...> launch(
 
 template <typename T>
 uint64_t to_bits(T v) {
-  static_assert(sizeof(T) <= 8 && std::is_trivially_copyable<T>::value, "shuffle of a value wider than 8 bytes");
+  static_assert(
+      sizeof(T) <= 8 && std::is_trivially_copyable<T>::value,
+      "shuffle of a value wider than 8 bytes");
   uint64_t bits = 0;
   std::memcpy(&bits, &v, sizeof(T));
   return bits;
@@ -151,7 +153,8 @@ T atomic_rmw_cas(T* address, T (*update)(T, T), T value) {
     const T desired_value = update(old, value);
     Bits desired;
     std::memcpy(&desired, &desired_value, sizeof(T));
-    if (__atomic_compare_exchange_n(p, &expected, desired, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    if (__atomic_compare_exchange_n(
+            p, &expected, desired, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
       return old;
     }
   }
@@ -172,48 +175,66 @@ T atomic_rmw_cas(T* address, T (*update)(T, T), T value) {
   ::frcnn_emu::block_barrier(::frcnn_emu::BarrierKind::kOr, (p) ? 1 : 0, FRCNN_EMU_SITE)
 
 #define __syncwarp(...) ::frcnn_emu_syncwarp(FRCNN_EMU_SITE, ##__VA_ARGS__)
-#define __ballot_sync(mask, p) \
+#define __ballot_sync(mask, p)                        \
   static_cast<unsigned>(::frcnn_emu::warp_collective( \
       ::frcnn_emu::WarpOp::kBallot, (mask), (p) ? 1 : 0, 0, 32, FRCNN_EMU_SITE))
-#define __any_sync(mask, p) \
+#define __any_sync(mask, p)                      \
   static_cast<int>(::frcnn_emu::warp_collective( \
       ::frcnn_emu::WarpOp::kAny, (mask), (p) ? 1 : 0, 0, 32, FRCNN_EMU_SITE))
-#define __all_sync(mask, p) \
+#define __all_sync(mask, p)                      \
   static_cast<int>(::frcnn_emu::warp_collective( \
       ::frcnn_emu::WarpOp::kAll, (mask), (p) ? 1 : 0, 0, 32, FRCNN_EMU_SITE))
 #define __activemask() ::frcnn_emu::active_mask()
 #define __shfl_sync(mask, v, lane, ...) \
   ::frcnn_emu_shfl(::frcnn_emu::WarpOp::kShfl, (mask), (v), (lane), FRCNN_EMU_SITE, ##__VA_ARGS__)
 #define __shfl_up_sync(mask, v, delta, ...) \
-  ::frcnn_emu_shfl(::frcnn_emu::WarpOp::kShflUp, (mask), (v), (delta), FRCNN_EMU_SITE, ##__VA_ARGS__)
+  ::frcnn_emu_shfl(                         \
+      ::frcnn_emu::WarpOp::kShflUp, (mask), (v), (delta), FRCNN_EMU_SITE, ##__VA_ARGS__)
 #define __shfl_down_sync(mask, v, delta, ...) \
-  ::frcnn_emu_shfl(::frcnn_emu::WarpOp::kShflDown, (mask), (v), (delta), FRCNN_EMU_SITE, ##__VA_ARGS__)
+  ::frcnn_emu_shfl(                           \
+      ::frcnn_emu::WarpOp::kShflDown, (mask), (v), (delta), FRCNN_EMU_SITE, ##__VA_ARGS__)
 #define __shfl_xor_sync(mask, v, lane_mask, ...) \
-  ::frcnn_emu_shfl(::frcnn_emu::WarpOp::kShflXor, (mask), (v), (lane_mask), FRCNN_EMU_SITE, ##__VA_ARGS__)
+  ::frcnn_emu_shfl(                              \
+      ::frcnn_emu::WarpOp::kShflXor, (mask), (v), (lane_mask), FRCNN_EMU_SITE, ##__VA_ARGS__)
 
 inline void frcnn_emu_syncwarp(frcnn_emu::Site site, unsigned mask = 0xffffffffu) {
   frcnn_emu::warp_collective(frcnn_emu::WarpOp::kSyncwarp, mask, 0, 0, 32, site);
 }
 
 template <typename T>
-T frcnn_emu_shfl(frcnn_emu::WarpOp op, unsigned mask, T v, int arg, frcnn_emu::Site site, int width = 32) {
+T frcnn_emu_shfl(
+    frcnn_emu::WarpOp op, unsigned mask, T v, int arg, frcnn_emu::Site site, int width = 32) {
   return frcnn_emu::from_bits<T>(
       frcnn_emu::warp_collective(op, mask, frcnn_emu::to_bits(v), arg, width, site));
 }
 
-inline void __threadfence() { frcnn_emu::fence(); }
-inline void __threadfence_block() { frcnn_emu::fence(); }
+inline void __threadfence() {
+  frcnn_emu::fence();
+}
+inline void __threadfence_block() {
+  frcnn_emu::fence();
+}
 
 template <typename T>
 inline T __ldg(const T* p) {
   return *p;
 }
 
-inline int __popc(unsigned int x) { return __builtin_popcount(x); }
-inline int __popcll(unsigned long long x) { return __builtin_popcountll(x); }
-inline int __ffs(int x) { return __builtin_ffs(x); }
-inline int __ffsll(long long x) { return __builtin_ffsll(x); }
-inline int __clz(int x) { return x == 0 ? 32 : __builtin_clz(static_cast<unsigned>(x)); }
+inline int __popc(unsigned int x) {
+  return __builtin_popcount(x);
+}
+inline int __popcll(unsigned long long x) {
+  return __builtin_popcountll(x);
+}
+inline int __ffs(int x) {
+  return __builtin_ffs(x);
+}
+inline int __ffsll(long long x) {
+  return __builtin_ffsll(x);
+}
+inline int __clz(int x) {
+  return x == 0 ? 32 : __builtin_clz(static_cast<unsigned>(x));
+}
 inline int __clzll(long long x) {
   return x == 0 ? 64 : __builtin_clzll(static_cast<unsigned long long>(x));
 }
@@ -221,17 +242,29 @@ inline int __clzll(long long x) {
 // ---------------------------------------------------------------------------- atomics
 namespace frcnn_emu {
 template <typename T>
-T add_op(T a, T b) { return a + b; }
+T add_op(T a, T b) {
+  return a + b;
+}
 template <typename T>
-T min_op(T a, T b) { return b < a ? b : a; }
+T min_op(T a, T b) {
+  return b < a ? b : a;
+}
 template <typename T>
-T max_op(T a, T b) { return a < b ? b : a; }
+T max_op(T a, T b) {
+  return a < b ? b : a;
+}
 template <typename T>
-T or_op(T a, T b) { return a | b; }
+T or_op(T a, T b) {
+  return a | b;
+}
 template <typename T>
-T and_op(T a, T b) { return a & b; }
+T and_op(T a, T b) {
+  return a & b;
+}
 template <typename T>
-T exch_op(T /*a*/, T b) { return b; }
+T exch_op(T /*a*/, T b) {
+  return b;
+}
 }  // namespace frcnn_emu
 
 template <typename T>
@@ -263,8 +296,9 @@ inline T atomicExch(T* address, typename frcnn_emu::identity<T>::type value) {
   return frcnn_emu::atomic_rmw_cas<T>(address, &frcnn_emu::exch_op<T>, value);
 }
 template <typename T>
-inline T atomicCAS(T* address, typename frcnn_emu::identity<T>::type compare,
-                   typename frcnn_emu::identity<T>::type value) {
+inline T atomicCAS(
+    T* address, typename frcnn_emu::identity<T>::type compare,
+    typename frcnn_emu::identity<T>::type value) {
   static_assert(std::is_integral<T>::value, "atomicCAS is integer-only");
   frcnn_emu::yield_point();
   T expected = compare;

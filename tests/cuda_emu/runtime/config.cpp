@@ -9,7 +9,9 @@ std::atomic<uint64_t> g_cap_draws{0};
 std::atomic<uint64_t> g_launch_index{0};
 }  // namespace
 
-const Config& config() { return g_config; }
+const Config& config() {
+  return g_config;
+}
 
 void set_config(const Config& c) {
   g_config = c;
@@ -17,7 +19,9 @@ void set_config(const Config& c) {
   g_launch_index = 0;
 }
 
-uint64_t next_launch_index() { return g_launch_index.fetch_add(1); }
+uint64_t next_launch_index() {
+  return g_launch_index.fetch_add(1);
+}
 
 int64_t next_grid_cap() {
   if (g_config.grid_cap > 0) {

@@ -9,7 +9,8 @@
 namespace {
 
 void configure(
-    std::optional<uint64_t> seed, std::optional<int64_t> workers, std::optional<int64_t> max_grid_dim) {
+    std::optional<uint64_t> seed, std::optional<int64_t> workers,
+    std::optional<int64_t> max_grid_dim) {
   frcnn_emu::Config c = frcnn_emu::config();
   if (seed) {
     c.seed = *seed;
@@ -21,7 +22,8 @@ void configure(
   if (max_grid_dim) {
     TORCH_CHECK(
         *max_grid_dim >= 0 && *max_grid_dim <= 65535,
-        "max_grid_dim must be in [1, 65535], or 0 for a random cap per launch, got ", *max_grid_dim);
+        "max_grid_dim must be in [1, 65535], or 0 for a random cap per launch, got ",
+        *max_grid_dim);
     c.grid_cap = *max_grid_dim;
   }
   frcnn_emu::set_config(c);
@@ -62,9 +64,10 @@ pybind11::list sanitizers() {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "CUDA kernels of frcnn_fast emulated on the CPU (test-only build)";
-  m.def("configure", &configure, pybind11::arg("seed") = pybind11::none(),
-        pybind11::arg("workers") = pybind11::none(), pybind11::arg("max_grid_dim") = pybind11::none(),
-        "Change the emulator's settings; None keeps a setting.");
+  m.def(
+      "configure", &configure, pybind11::arg("seed") = pybind11::none(),
+      pybind11::arg("workers") = pybind11::none(), pybind11::arg("max_grid_dim") = pybind11::none(),
+      "Change the emulator's settings; None keeps a setting.");
   m.def("config", &get_config, "The emulator's settings.");
   m.def("stats", &get_stats, "Launches, blocks, threads and context switches so far.");
   m.def("sanitizers", &sanitizers, "The sanitizers this build is instrumented with.");

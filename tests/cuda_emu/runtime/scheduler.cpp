@@ -156,7 +156,8 @@ class StackPool {
     }
     while (stacks_.size() <= i) {
       // one inaccessible page below each stack: an overflow faults instead of corrupting
-      void* p = mmap(nullptr, bytes + page(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      void* p =
+          mmap(nullptr, bytes + page(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
       if (p == MAP_FAILED) {
         throw std::runtime_error("emulated CUDA: could not map a fiber stack");
       }
@@ -384,7 +385,8 @@ FRCNN_EMU_NO_TSAN void try_complete_barrier(Block& b) {
   int count = 0;
   for (int t = 0; t < b.num_threads; ++t) {
     const Fiber& f = b.fibers[t];
-    if (f.site.line != first.site.line || f.site.file != first.site.file || f.barrier != first.barrier) {
+    if (f.site.line != first.site.line || f.site.file != first.site.file ||
+        f.barrier != first.barrier) {
       scheduler_misuse(b, Misuse::kBarrierSiteMismatch, t, -1, f.site);
       return;
     }
@@ -429,27 +431,30 @@ std::string describe_misuse(const Block& b) {
   std::ostringstream os;
   const Fiber* f = b.misuse_tid >= 0 ? &b.fibers[b.misuse_tid] : nullptr;
   const std::string who = f ? "thread " + dim_str(f->index) + " (warp " + std::to_string(f->warp) +
-                                  ", lane " + std::to_string(f->lane) + ")"
+          ", lane " + std::to_string(f->lane) + ")"
                             : std::string("a thread");
   const std::string at = site_str(b.misuse_site);
   switch (b.misuse) {
     case Misuse::kLaneNotInMask:
-      os << who << " called a warp collective at " << at << " with a mask that does not name its own lane";
+      os << who << " called a warp collective at " << at
+         << " with a mask that does not name its own lane";
       break;
     case Misuse::kMaskNamesAbsentLane:
-      os << who << " called a warp collective at " << at << " with a mask naming lane " << b.misuse_lane
-         << ", which does not exist in its warp (block of " << b.num_threads << " threads)";
+      os << who << " called a warp collective at " << at << " with a mask naming lane "
+         << b.misuse_lane << ", which does not exist in its warp (block of " << b.num_threads
+         << " threads)";
       break;
     case Misuse::kMaskNamesExitedLane:
-      os << who << " called a warp collective at " << at << " with a mask naming lane " << b.misuse_lane
-         << ", which has exited";
+      os << who << " called a warp collective at " << at << " with a mask naming lane "
+         << b.misuse_lane << ", which has exited";
       break;
     case Misuse::kBadWidth:
       os << who << " called a shuffle at " << at << " with width " << b.misuse_lane
          << " (must be a power of 2 in [1, 32])";
       break;
     case Misuse::kShflSourceNotInMask:
-      os << who << " shuffled at " << at << " from lane " << b.misuse_lane << ", which is not in the mask";
+      os << who << " shuffled at " << at << " from lane " << b.misuse_lane
+         << ", which is not in the mask";
       break;
     case Misuse::kCollectiveMismatch:
       os << "the lanes of one mask called different warp collectives (or masks/widths): " << who
@@ -464,7 +469,8 @@ std::string describe_misuse(const Block& b) {
          << " thread(s) of the block waited in __syncthreads at " << at;
       break;
     case Misuse::kBarrierSiteMismatch:
-      os << "barrier in divergent code: threads of one block wait in different __syncthreads calls ("
+      os << "barrier in divergent code: threads of one block wait in different __syncthreads calls "
+            "("
          << site_str(b.fibers[0].site) << " and " << at << ")";
       break;
     case Misuse::kDeadlock: {
@@ -472,8 +478,9 @@ std::string describe_misuse(const Block& b) {
       for (int t = 0; t < b.num_threads; ++t) {
         warp_wait += b.fibers[t].state == State::kWarp;
       }
-      os << "deadlock: no thread can run; " << b.at_barrier << " wait in __syncthreads, " << warp_wait
-         << " in warp collectives (e.g. " << who << " at " << at << "), " << b.exited << " exited";
+      os << "deadlock: no thread can run; " << b.at_barrier << " wait in __syncthreads, "
+         << warp_wait << " in warp collectives (e.g. " << who << " at " << at << "), " << b.exited
+         << " exited";
       break;
     }
     case Misuse::kNone:
@@ -503,7 +510,8 @@ FRCNN_EMU_NO_TSAN std::string run_block(
     LaunchSync& launch, WorkerState& ws) {
   const Config& cfg = config();
   blockIdx = dim3(
-      static_cast<unsigned>(linear % c.grid.x), static_cast<unsigned>((linear / c.grid.x) % c.grid.y),
+      static_cast<unsigned>(linear % c.grid.x),
+      static_cast<unsigned>((linear / c.grid.x) % c.grid.y),
       static_cast<unsigned>(linear / (int64_t(c.grid.x) * c.grid.y)));
   Block b;
   b.config = &c;
@@ -515,7 +523,8 @@ FRCNN_EMU_NO_TSAN std::string run_block(
   ws.runnable.resize(b.num_threads);
   b.fibers = ws.fibers.data();
   b.runnable = ws.runnable.data();
-  b.rng = cfg.seed ^ (launch_id * 0xd1342543de82ef95ull) ^ (static_cast<uint64_t>(linear) * 0x9e3779b97f4a7c15ull);
+  b.rng = cfg.seed ^ (launch_id * 0xd1342543de82ef95ull) ^
+      (static_cast<uint64_t>(linear) * 0x9e3779b97f4a7c15ull);
   splitmix(b.rng);
   // Dynamic shared memory: its own allocation of exactly the launch's size (so AddressSanitizer
   // sees an overrun), filled with 0xff bytes (NaN, -1) so that a read before any write shows.
@@ -613,17 +622,20 @@ std::string check_launch(const LaunchConfig& c) {
   const char* axis = "xyz";
   for (int i = 0; i < 3; ++i) {
     if (block[i] == 0 || block[i] > kMaxBlockDim[i]) {
-      os << "blockDim." << axis[i] << " = " << block[i] << " is outside [1, " << kMaxBlockDim[i] << "]";
+      os << "blockDim." << axis[i] << " = " << block[i] << " is outside [1, " << kMaxBlockDim[i]
+         << "]";
       return os.str();
     }
     if (grid[i] == 0 || int64_t(grid[i]) > kMaxGridDim[i]) {
-      os << "gridDim." << axis[i] << " = " << grid[i] << " is outside [1, " << kMaxGridDim[i] << "]";
+      os << "gridDim." << axis[i] << " = " << grid[i] << " is outside [1, " << kMaxGridDim[i]
+         << "]";
       return os.str();
     }
   }
   const int64_t threads = int64_t(block[0]) * block[1] * block[2];
   if (threads > kMaxThreadsPerBlock) {
-    os << "a block of " << threads << " threads " << dim_str(c.block) << " exceeds " << kMaxThreadsPerBlock;
+    os << "a block of " << threads << " threads " << dim_str(c.block) << " exceeds "
+       << kMaxThreadsPerBlock;
     return os.str();
   }
   if (c.shared_bytes > kMaxDynamicShared) {
@@ -661,8 +673,8 @@ FRCNN_EMU_NO_TSAN int block_barrier(BarrierKind kind, int predicate, Site site) 
   return static_cast<int>(f.result);
 }
 
-FRCNN_EMU_NO_TSAN uint64_t warp_collective(
-    WarpOp op, unsigned mask, uint64_t bits, int arg, int width, Site site) {
+FRCNN_EMU_NO_TSAN uint64_t
+warp_collective(WarpOp op, unsigned mask, uint64_t bits, int arg, int width, Site site) {
   Block& b = *t_block;
   Fiber& f = *t_fiber;
   if (width < 1 || width > 32 || (width & (width - 1)) != 0) {
@@ -721,17 +733,24 @@ FRCNN_EMU_NO_TSAN void yield_point() {
   }
 }
 
-FRCNN_EMU_NO_TSAN void fence() { yield_point(); }
+FRCNN_EMU_NO_TSAN void fence() {
+  yield_point();
+}
 
-void* dynamic_shared_memory() { return t_block == nullptr ? nullptr : t_block->dynamic_shared; }
+void* dynamic_shared_memory() {
+  return t_block == nullptr ? nullptr : t_block->dynamic_shared;
+}
 
-int64_t max_grid_dim() { return next_grid_cap(); }
+int64_t max_grid_dim() {
+  return next_grid_cap();
+}
 
 void run_grid(const LaunchConfig& c, void (*body)(void*), void* context) {
   const std::string bad = check_launch(c);
   if (!bad.empty()) {
     throw std::runtime_error(
-        std::string("emulated CUDA: invalid launch configuration of kernel '") + c.kernel_name + "': " + bad);
+        std::string("emulated CUDA: invalid launch configuration of kernel '") + c.kernel_name +
+        "': " + bad);
   }
   g_launches.fetch_add(1);
   const uint64_t launch_id = next_launch_index();
@@ -743,7 +762,9 @@ void run_grid(const LaunchConfig& c, void (*body)(void*), void* context) {
   }
   uint64_t rng = config().seed ^ (launch_id * 0xa0761d6478bd642full);
   for (int64_t i = num_blocks - 1; i > 0; --i) {
-    std::swap(order[static_cast<size_t>(i)], order[static_cast<size_t>(splitmix(rng) % static_cast<uint64_t>(i + 1))]);
+    std::swap(
+        order[static_cast<size_t>(i)],
+        order[static_cast<size_t>(splitmix(rng) % static_cast<uint64_t>(i + 1))]);
   }
   LaunchSync launch;
   tsan_release(&launch.start);  // the threads see what the host wrote before the launch
@@ -760,7 +781,8 @@ void run_grid(const LaunchConfig& c, void (*body)(void*), void* context) {
       if (i >= num_blocks || failed.load()) {
         break;
       }
-      std::string e = run_block(c, body, context, order[static_cast<size_t>(i)], launch_id, launch, ws);
+      std::string e =
+          run_block(c, body, context, order[static_cast<size_t>(i)], launch_id, launch, ws);
       if (!e.empty()) {
         std::lock_guard<std::mutex> lock(error_mutex);
         if (error.empty()) {

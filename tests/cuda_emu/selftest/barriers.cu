@@ -52,9 +52,11 @@ __global__ void votes_kernel(const int* pred, int n, int* out) {
 // Each thread of a (possibly 3-D) grid of (possibly 3-D) blocks writes its linear global index
 // once; the test checks the coordinates the emulator hands out.
 __global__ void coords_kernel(int64_t* out) {
-  const int64_t block = blockIdx.x + int64_t(gridDim.x) * (blockIdx.y + int64_t(gridDim.y) * blockIdx.z);
+  const int64_t block =
+      blockIdx.x + int64_t(gridDim.x) * (blockIdx.y + int64_t(gridDim.y) * blockIdx.z);
   const int64_t threads = int64_t(blockDim.x) * blockDim.y * blockDim.z;
-  const int64_t thread = threadIdx.x + int64_t(blockDim.x) * (threadIdx.y + int64_t(blockDim.y) * threadIdx.z);
+  const int64_t thread =
+      threadIdx.x + int64_t(blockDim.x) * (threadIdx.y + int64_t(blockDim.y) * threadIdx.z);
   out[block * threads + thread] += 1 + block * threads + thread;
 }
 
@@ -88,8 +90,9 @@ __global__ void misuse_kernel(int kind) {
 }
 
 at::Tensor reverse(const at::Tensor& x, bool barrier) {
-  TORCH_CHECK(x.dim() == 1 && x.scalar_type() == at::kFloat && x.size(0) >= 1 && x.size(0) <= 1024,
-              "x must be float32 [n], 1 <= n <= 1024");
+  TORCH_CHECK(
+      x.dim() == 1 && x.scalar_type() == at::kFloat && x.size(0) >= 1 && x.size(0) <= 1024,
+      "x must be float32 [n], 1 <= n <= 1024");
   const at::Tensor in = x.contiguous();
   at::Tensor out = at::empty_like(in);
   const int n = static_cast<int>(in.size(0));
@@ -99,7 +102,9 @@ at::Tensor reverse(const at::Tensor& x, bool barrier) {
 }
 
 at::Tensor tree_sum(const at::Tensor& x) {
-  TORCH_CHECK(x.dim() == 2 && x.size(1) == 256 && x.scalar_type() == at::kFloat, "x must be float32 [blocks, 256]");
+  TORCH_CHECK(
+      x.dim() == 2 && x.size(1) == 256 && x.scalar_type() == at::kFloat,
+      "x must be float32 [blocks, 256]");
   const at::Tensor in = x.contiguous();
   at::Tensor out = at::empty({in.size(0)}, in.options());
   FRCNN_LAUNCH(tree_sum_kernel, static_cast<unsigned>(in.size(0)), 256, 0, current_stream())(
@@ -112,7 +117,8 @@ at::Tensor votes(const at::Tensor& pred) {
   const at::Tensor p = pred.contiguous();
   const int n = static_cast<int>(p.size(0));
   at::Tensor out = at::zeros({4, n}, p.options());
-  FRCNN_LAUNCH(votes_kernel, 1, n, 0, current_stream())(p.const_data_ptr<int>(), n, out.mutable_data_ptr<int>());
+  FRCNN_LAUNCH(votes_kernel, 1, n, 0, current_stream())(
+      p.const_data_ptr<int>(), n, out.mutable_data_ptr<int>());
   return out;
 }
 
@@ -121,14 +127,20 @@ at::Tensor coords(at::IntArrayRef grid, at::IntArrayRef block, int64_t shared_by
   const int64_t total = grid[0] * grid[1] * grid[2] * block[0] * block[1] * block[2];
   at::Tensor out = at::zeros({total > 0 && total < (int64_t(1) << 24) ? total : 1}, at::kLong);
   FRCNN_LAUNCH(
-      coords_kernel, dim3(static_cast<unsigned>(grid[0]), static_cast<unsigned>(grid[1]), static_cast<unsigned>(grid[2])),
-      dim3(static_cast<unsigned>(block[0]), static_cast<unsigned>(block[1]), static_cast<unsigned>(block[2])),
+      coords_kernel,
+      dim3(
+          static_cast<unsigned>(grid[0]), static_cast<unsigned>(grid[1]),
+          static_cast<unsigned>(grid[2])),
+      dim3(
+          static_cast<unsigned>(block[0]), static_cast<unsigned>(block[1]),
+          static_cast<unsigned>(block[2])),
       static_cast<size_t>(shared_bytes), current_stream())(out.mutable_data_ptr<int64_t>());
   return out;
 }
 
 void misuse(int64_t kind, int64_t threads) {
-  FRCNN_LAUNCH(misuse_kernel, 1, static_cast<unsigned>(threads), 0, current_stream())(static_cast<int>(kind));
+  FRCNN_LAUNCH(misuse_kernel, 1, static_cast<unsigned>(threads), 0, current_stream())(
+      static_cast<int>(kind));
 }
 
 }  // namespace

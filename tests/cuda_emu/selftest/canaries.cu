@@ -50,7 +50,8 @@ __global__ void global_race_kernel(int* out) {
 
 void shared_overrun(int64_t n) {
   at::Tensor out = at::empty({n}, at::kFloat);
-  FRCNN_LAUNCH(shared_overrun_kernel, 1, static_cast<unsigned>(n), n * sizeof(float), current_stream())(
+  FRCNN_LAUNCH(
+      shared_overrun_kernel, 1, static_cast<unsigned>(n), n * sizeof(float), current_stream())(
       static_cast<int>(n), out.mutable_data_ptr<float>());
 }
 
@@ -63,13 +64,15 @@ void global_overrun(int64_t n) {
 
 void shared_race(int64_t threads) {
   at::Tensor out = at::zeros({1}, at::kInt);
-  FRCNN_LAUNCH(shared_race_kernel, 1, static_cast<unsigned>(threads), sizeof(int), current_stream())(
-      out.mutable_data_ptr<int>());
+  FRCNN_LAUNCH(
+      shared_race_kernel, 1, static_cast<unsigned>(threads), sizeof(int),
+      current_stream())(out.mutable_data_ptr<int>());
 }
 
 void global_race(int64_t threads) {
   at::Tensor out = at::zeros({1}, at::kInt);
-  FRCNN_LAUNCH(global_race_kernel, 1, static_cast<unsigned>(threads), 0, current_stream())(out.mutable_data_ptr<int>());
+  FRCNN_LAUNCH(global_race_kernel, 1, static_cast<unsigned>(threads), 0, current_stream())(
+      out.mutable_data_ptr<int>());
 }
 
 }  // namespace

@@ -106,7 +106,8 @@ at::Tensor collective(
   at::Tensor out = at::full({n}, -1, at::kLong);
   FRCNN_LAUNCH(collective_kernel, 1, static_cast<unsigned>(n), 0, current_stream())(
       o.const_data_ptr<int>(), m.const_data_ptr<int64_t>(), v.const_data_ptr<int64_t>(),
-      l.const_data_ptr<int>(), static_cast<int>(arg), static_cast<int>(width), out.mutable_data_ptr<int64_t>());
+      l.const_data_ptr<int>(), static_cast<int>(arg), static_cast<int>(width),
+      out.mutable_data_ptr<int64_t>());
   return out;
 }
 
@@ -118,17 +119,22 @@ std::vector<at::Tensor> atomics(int64_t blocks, int64_t threads) {
   at::Tensor u32 = at::zeros({2}, opts.dtype(at::kInt));
   at::Tensor u64 = at::zeros({2}, opts.dtype(at::kLong));
   at::Tensor ticket = at::full({blocks * threads}, -1, opts.dtype(at::kLong));
-  FRCNN_LAUNCH(atomics_kernel, static_cast<unsigned>(blocks), static_cast<unsigned>(threads), 0, current_stream())(
+  FRCNN_LAUNCH(
+      atomics_kernel, static_cast<unsigned>(blocks), static_cast<unsigned>(threads), 0,
+      current_stream())(
       f32.mutable_data_ptr<float>(), f64.mutable_data_ptr<double>(), i32.mutable_data_ptr<int>(),
       reinterpret_cast<unsigned*>(u32.mutable_data_ptr<int>()),
-      reinterpret_cast<unsigned long long*>(u64.mutable_data_ptr<int64_t>()), ticket.mutable_data_ptr<int64_t>());
+      reinterpret_cast<unsigned long long*>(u64.mutable_data_ptr<int64_t>()),
+      ticket.mutable_data_ptr<int64_t>());
   return {f32, f64, i32, u32, u64, ticket};
 }
 
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {
-  m.def("selftest_collective(Tensor op, Tensor mask, Tensor value, Tensor live, int arg, int width) -> Tensor");
+  m.def(
+      "selftest_collective(Tensor op, Tensor mask, Tensor value, Tensor live, int arg, int width) "
+      "-> Tensor");
   m.def("selftest_atomics(int blocks, int threads) -> Tensor[]");
 }
 
