@@ -108,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=None,
         metavar="CASE",
-        help="only the cases matching one of these: a case index (0 = each op's first case) "
-        "or a substring of the case label, e.g. --sizes 0 '6,000' NHWC (see --list)",
+        help="only the cases matching one of these: a plain number is a case index (0 = each "
+        "op's first case), anything else a substring of the case label, e.g. --sizes 0 6,000 "
+        "NHWC '128 ' (see --list)",
     )
     p.add_argument(
         "--compare",
@@ -149,7 +150,8 @@ def select_cases(ops, filters: Optional[List[str]]):
         return ops
 
     def wanted(i, case):
-        return any((f.isdigit() and int(f) == i) or f in case.label for f in filters)
+        # a plain number is an index (a substring "0" would match most labels)
+        return any(int(f) == i if f.isdigit() else f in case.label for f in filters)
 
     kept = []
     for op in ops:

@@ -56,6 +56,10 @@ def run_line(name: str, path: Path, doc: dict) -> str:
     )
 
 
+def fmt_ratio(x: float) -> str:
+    return f"{x:.2f}x" if x >= 0.1 else f"{x:.2g}x"
+
+
 def ratio_rows(a: dict, b: dict) -> List[List[str]]:
     ta, tb = timed(a), timed(b)
     rows = [["op", "case", "impl", "A (ms)", "B (ms)", "A / B", "spread"]]
@@ -66,7 +70,15 @@ def ratio_rows(a: dict, b: dict) -> List[List[str]]:
         qb1, mb, qb3 = quartiles(tb[key])
         lo, hi = qa1 / qb3, qa3 / qb1
         mark = " ~" if lo <= 1.0 <= hi else ""
-        rows.append([*key, fmt_ms(ma), fmt_ms(mb), f"{ma / mb:.2f}x{mark}", f"{lo:.2f}x-{hi:.2f}x"])
+        rows.append(
+            [
+                *key,
+                fmt_ms(ma),
+                fmt_ms(mb),
+                fmt_ratio(ma / mb) + mark,
+                f"{fmt_ratio(lo)}-{fmt_ratio(hi)}",
+            ]
+        )
     return rows
 
 

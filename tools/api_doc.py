@@ -31,9 +31,9 @@ BLOCK_RE = re.compile(
 
 
 def summary(obj) -> str:
-    """The first line of a docstring (its summary), or an empty string."""
-    doc = inspect.getdoc(obj) or ""
-    return doc.strip().splitlines()[0].strip() if doc.strip() else ""
+    """The first paragraph of a docstring (its summary) on one line, or an empty string."""
+    doc = (inspect.getdoc(obj) or "").strip()
+    return " ".join(doc.split("\n\n")[0].split())
 
 
 def signature_lines(module, qualifier: str) -> List[str]:
