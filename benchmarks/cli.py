@@ -7,17 +7,25 @@ Examples (from the repository root)::
     python -m benchmarks --ops box_iou,encode_boxes --impls cpu,torchvision
     python -m benchmarks --ops box_ops            # a whole family (module name)
     python -m benchmarks --list                   # ops and their cases
+    python -m benchmarks --ops nms --sizes 0 6,000  # each op's first case and labels with "6,000"
+    python -m benchmarks --update-results         # write the committed benchmarks/results/
+    python -m benchmarks --compare A.json B.json  # per-case ratios of two runs, with spread
 
 Every implementation's output is compared once with the NumPy reference before it is timed;
 a mismatch or an error is reported and makes the exit status 1 (2 for a usage/setup error).
 Results go to ``<out>/bench-<device>.{json,md,png}`` (``<device>`` is ``cpu`` without a GPU,
-else the GPU name, e.g. ``nvidia-h100-80gb-hbm3``).
+else the GPU name, e.g. ``nvidia-h100-80gb-hbm3``). ``<out>`` is a fresh
+``benchmarks/runs/<UTC time>/`` (git-ignored) unless ``--out`` or ``--update-results``
+(``benchmarks/results/``, the committed runs) says otherwise: a plain run never overwrites the
+committed figures.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import dataclasses
+import datetime as _dt
+import sys
 import timeit
 from pathlib import Path
 from typing import List, Optional
@@ -36,6 +44,8 @@ DTYPES = {
 }
 DEFAULT_MIN_RUN_TIME = 0.5
 QUICK_MIN_RUN_TIME = 0.05
+RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"  # committed
+RUNS_DIR = REPO_ROOT / "benchmarks" / "runs"  # git-ignored, one folder per run
 
 
 def _csv(text: str) -> List[str]:
@@ -83,7 +93,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--check-only", action="store_true", help="verify outputs, time nothing, write no files"
     )
     p.add_argument(
-        "--out", type=Path, default=REPO_ROOT / "benchmarks" / "results", help="output directory"
+        "--out",
+        type=Path,
+        default=None,
+        help="output directory (default: a fresh benchmarks/runs/<UTC time>/)",
+    )
+    p.add_argument(
+        "--update-results",
+        action="store_true",
+        help=f"write into {RESULTS_DIR.relative_to(REPO_ROOT)}/, the committed results",
+    )
+    p.add_argument(
+        "--sizes",
+        nargs="+",
+        default=None,
+        metavar="CASE",
+        help="only the cases matching one of these: a plain number is a case index (0 = each "
+        "op's first case), anything else a substring of the case label, e.g. --sizes 0 6,000 "
+        "NHWC '128 ' (see --list)",
+    )
+    p.add_argument(
+        "--compare",
+        nargs=2,
+        type=Path,
+        metavar=("A.json", "B.json"),
+        help="print per-case time ratios of two result files, with their spread, and exit",
+    )
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (there is none either when stderr is not a terminal)",
     )
     p.add_argument(
         "--tag", default="", help="suffix of the output file names (bench-<device>-<tag>.*)"
@@ -102,6 +141,41 @@ def select_ops(names: Optional[List[str]]):
     if unknown:
         raise SystemExit(f"error: unknown op(s) {unknown}; known ops/families: {sorted(known)}")
     return [op for op in ops if op.name in names or op.family in names]
+
+
+def select_cases(ops, filters: Optional[List[str]]):
+    """``ops`` restricted to the cases that match a filter (an index into the op's cases, or a
+    substring of its label); ops left without a case are dropped."""
+    if not filters:
+        return ops
+
+    def wanted(i, case):
+        # a plain number is an index (a substring "0" would match most labels)
+        return any(int(f) == i if f.isdigit() else f in case.label for f in filters)
+
+    kept = []
+    for op in ops:
+        cases = [c for i, c in enumerate(op.cases) if wanted(i, c)]
+        if cases:
+            kept.append(dataclasses.replace(op, cases=cases))
+    if not kept:
+        raise SystemExit(f"error: no case matches --sizes {' '.join(filters)} (see --list)")
+    return kept
+
+
+def output_dir(args) -> Path:
+    if args.update_results and args.out is not None:
+        raise SystemExit("error: --update-results writes benchmarks/results/; drop --out")
+    if args.update_results:
+        return RESULTS_DIR
+    if args.out is not None:
+        return args.out
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out, n = RUNS_DIR / stamp, 1
+    while out.exists():  # two runs in the same second
+        n += 1
+        out = RUNS_DIR / f"{stamp}-{n}"
+    return out
 
 
 def select_impls(names: Optional[List[str]], cuda_ok: bool, log) -> List[str]:
@@ -131,17 +205,23 @@ def main(argv: Optional[List[str]] = None) -> int:
     def log(msg: str) -> None:
         print(msg, flush=True)
 
+    if args.compare:
+        from .compare import compare
+
+        return compare(*args.compare, log=log)
+
     if args.list:
         for op in all_ops():
             twin = op.torchvision_name or "no torchvision equivalent"
             log(f"{op.name} [{op.family}] - {op.description} (vs {twin})")
-            for c in op.cases:
-                log(f"    {c.label:<22} {c.size:>12,} {op.size_unit}")
+            for i, c in enumerate(op.cases):
+                log(f"  {i:>2} {c.label:<22} {c.size:>12,} {op.size_unit}")
         return 0
 
     if args.threads < 1:
         raise SystemExit("error: --threads must be >= 1")
-    ops = select_ops(args.ops)
+    ops = select_cases(select_ops(args.ops), args.sizes)
+    out_dir = None if args.check_only else output_dir(args)
     impls = select_impls(args.impls, torch.cuda.is_available(), log)
     if not impls:
         raise SystemExit("error: no implementation left to run")
@@ -165,6 +245,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         impls=impls,
         ops=[op.name for op in ops],
         check_against_cpu=args.check,
+        sizes=args.sizes,
     )
     meta = report.collect_metadata(libs, threads=args.threads, dtype=dtype, settings=settings)
     log(report.header_line(meta).replace("**", ""))
@@ -172,11 +253,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         f"ops: {', '.join(op.name for op in ops)} | impls: {', '.join(impls)} | min_run_time {min_run_time}s\n"
     )
 
-    load = meta["device"].get("load_average_at_start")
-    if load is not None and load > 0.5 * (os.cpu_count() or 1):
-        log(
-            f"warning: load average {load} on {os.cpu_count()} cores: other processes will make CPU timings noisy\n"
-        )
+    if report.load_warning(meta):
+        log(f"warning: {report.load_warning(meta)}\n")
     start = timeit.default_timer()
     results = run(
         ops,
@@ -189,35 +267,39 @@ def main(argv: Optional[List[str]] = None) -> int:
         check_against_cpu=args.check,
         time_it=not args.check_only,
         log=log,
+        progress=not args.no_progress and sys.stderr.isatty(),
     )
     elapsed = timeit.default_timer() - start
+    meta["elapsed_s"] = round(elapsed, 1)
+    meta["device"]["load_average_at_end"] = report.loadavg()
     failures = [r for r in results if r.status in FAILED]
 
     if not args.check_only:
         log("")
+        log(report.header_line(meta).replace("**", ""))
+        if report.load_warning(meta):
+            log(f"warning: {report.load_warning(meta)}")
         log(report.LEGEND)
         log("")
         log(report.render_tables(ops, results, impls))
         log("")
         if report.inexact_note(meta, results):
             log(report.inexact_note(meta, results) + "\n")
-        args.out.mkdir(parents=True, exist_ok=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
         stem = f"bench-{report.device_slug()}"
         if args.dtype != "float32":
             stem += f"-{args.dtype}"
         if args.tag:
             stem += f"-{report.slugify(args.tag)}"
-        meta["elapsed_s"] = round(elapsed, 1)
-        meta["device"]["load_average_at_end"] = report.loadavg()
-        json_path = args.out / f"{stem}.json"
-        md_path = args.out / f"{stem}.md"
+        json_path = out_dir / f"{stem}.json"
+        md_path = out_dir / f"{stem}.md"
         report.write_json(json_path, meta, results)
         report.write_markdown(md_path, report.markdown_document(meta, ops, results, impls))
         written = [json_path, md_path]
         if not args.no_plot:
             from .plot import plot_results
 
-            png_path = args.out / f"{stem}.png"
+            png_path = out_dir / f"{stem}.png"
             if plot_results(
                 png_path, ops, results, title=report.header_line(meta).replace("**", "")
             ):

@@ -61,8 +61,8 @@ def jitter_boxes(rng, boxes, centre_sigma=0.1, log_size_sigma=0.2):
 def grid_anchors_np(
     height, width, stride, sizes=(128, 256, 512), ratios=(0.5, 1.0, 2.0), offset=0.5
 ):
-    """The seeds' anchors from the NumPy reference (checked against DESIGN's golden vectors),
-    quantized. ``[H*W*A, 4]``."""
+    """The tutorial RPN's anchors from the NumPy reference (docs/CONVENTIONS.md, golden
+    vectors), quantized. ``[H*W*A, 4]``."""
     return quantize(reference.generate_anchors((height, width), stride, sizes, ratios, offset))
 
 

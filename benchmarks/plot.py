@@ -1,4 +1,5 @@
-"""Time vs size per implementation, one log-log subplot per op (matplotlib, Agg backend)."""
+"""Time vs size, one log-log subplot per op and one line per implementation (and per case series,
+e.g. NCHW/NHWC), labelled axes with units (matplotlib, Agg backend)."""
 
 from __future__ import annotations
 
@@ -35,13 +36,24 @@ def plot_results(
     nrows = math.ceil(len(ops) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.9 * nrows), squeeze=False)
     for ax, op in zip(axes.flat, ops):
+        series = list(dict.fromkeys(c.series for c in op.cases))
+        of_case = {c.label: c.series for c in op.cases}
         for impl in IMPLS:
-            pts = sorted(
-                (r.size, r.timing.median_ms) for r in timed if r.op == op.name and r.impl == impl
-            )
-            if pts:
+            for i, name in enumerate(series):
+                pts = sorted(
+                    (r.size, r.timing.median_ms)
+                    for r in timed
+                    if r.op == op.name and r.impl == impl and of_case.get(r.case, "") == name
+                )
+                if not pts:
+                    continue
                 xs, ys = zip(*pts)
-                ax.plot(xs, ys, label=impl, markersize=5, linewidth=1.3, **STYLE.get(impl, {}))
+                style = dict(STYLE.get(impl, {}))
+                if i % 2:  # a second series (NHWC...) of one implementation: hollow, dash-dot
+                    dashed = style.get("linestyle") == "--"
+                    style.update(markerfacecolor="none", linestyle=":" if dashed else "-.")
+                label = f"{impl} {name}".strip()
+                ax.plot(xs, ys, label=label, markersize=5, linewidth=1.3, **style)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_title(op.name, fontsize=11)
@@ -58,3 +70,40 @@ def plot_results(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+def replot(json_path: Path) -> Path:
+    """Redraw ``<stem>.png`` next to a results JSON from its figures (no re-run)."""
+    import json
+
+    from .registry import all_ops
+    from .report import header_line
+    from .timing import Timing
+
+    doc = json.loads(Path(json_path).read_text())
+    fields = set(Timing.__dataclass_fields__)
+    results = [
+        Result(
+            r["op"],
+            r["family"],
+            r["size_label"],
+            r["size"],
+            r["size_unit"],
+            r["impl"],
+            r["status"],
+            Timing(**{k: v for k, v in r.items() if k in fields}) if "median_ms" in r else None,
+        )
+        for r in doc["results"]
+    ]
+    names = {r.op for r in results}
+    png = Path(json_path).with_suffix(".png")
+    title = header_line(doc).replace("**", "")
+    plot_results(png, [op for op in all_ops() if op.name in names], results, title=title)
+    return png
+
+
+if __name__ == "__main__":
+    import sys
+
+    for arg in sys.argv[1:] or sys.exit("usage: python -m benchmarks.plot RESULTS.json..."):
+        print(f"wrote {replot(Path(arg))}")

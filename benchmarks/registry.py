@@ -45,12 +45,15 @@ class Case:
 
     ``label`` is what the table shows (``"20,000x100"``), ``size`` the number plotted on the
     x axis (pairs, boxes or anchors: see :attr:`OpBench.size_unit`), ``params`` whatever the
-    op's input maker and thunks need (shapes, weights, image size, ...).
+    op's input maker and thunks need (shapes, weights, image size, ...). Cases of one op that
+    differ in something other than size (``"NHWC"``) name it in ``series``: the plot draws one
+    line per implementation and series.
     """
 
     label: str
     size: int
     params: Dict[str, Any] = field(default_factory=dict)
+    series: str = ""
 
 
 @dataclass

@@ -99,6 +99,24 @@ def loadavg():
         return None
 
 
+# A 1-minute load average above this fraction of the cores means other processes competed for
+# them: CPU figures are then noisy, and the tables say so.
+BUSY_LOAD_FRACTION = 0.5
+
+
+def load_warning(meta: dict) -> str:
+    """A warning when the machine was busy at the start or the end of the run, else ''."""
+    d = meta.get("device", {})
+    cores = d.get("cpu_count") or 1
+    loads = [x for x in (d.get("load_average_at_start"), d.get("load_average_at_end")) if x]
+    if not loads or max(loads) <= BUSY_LOAD_FRACTION * cores:
+        return ""
+    return (
+        f"load average {max(loads)} on {cores} cores (other processes were running): "
+        "CPU timings are noisy"
+    )
+
+
 def _jsonable(x):
     return json.loads(json.dumps(x, default=str))
 
@@ -116,9 +134,12 @@ def header_line(meta: dict) -> str:
             + (f", CUDA {info['cuda_version']}" if info.get("cuda_version") else "")
             + "]"
         )
+    load = f"load {d.get('load_average_at_start')}"
+    if d.get("load_average_at_end") is not None:
+        load += f" -> {d['load_average_at_end']}"
     return (
         f"**{dev}** · {s['dtype']} · frcnn_fast {frcnn} · torch {v['torch']} · torchvision {v['torchvision']} "
-        f"· numpy {v['numpy']} · Python {v['python']} · {meta['timestamp']}"
+        f"· numpy {v['numpy']} · Python {v['python']} · {meta['timestamp']} · {load}"
     )
 
 
@@ -162,19 +183,22 @@ def table_rows(op: OpBench, results: Sequence[Result], impls: Sequence[str]) -> 
     return rows
 
 
-def markdown_table(rows: List[List[str]]) -> str:
+def markdown_table(rows: List[List[str]], left: int = 1) -> str:
+    """``rows[0]`` is the header; the first ``left`` columns are left-aligned, the rest (figures)
+    right-aligned."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
 
-    def line(cells, first=False):
+    def line(cells):
         out = []
         for i, (c, w) in enumerate(zip(cells, widths)):
-            out.append(c.ljust(w) if i == 0 else c.rjust(w))
+            out.append(c.ljust(w) if i < left else c.rjust(w))
         return "| " + " | ".join(out) + " |"
 
     sep = (
         "|"
         + "|".join(
-            ("-" * (w + 1) + ":") if i else (":" + "-" * (w + 1)) for i, w in enumerate(widths)
+            (":" + "-" * (w + 1)) if i < left else ("-" * (w + 1) + ":")
+            for i, w in enumerate(widths)
         )
         + "|"
     )
@@ -215,12 +239,8 @@ def markdown_document(
     meta: dict, ops: Sequence[OpBench], results: Sequence[Result], impls: Sequence[str]
 ) -> str:
     lines = [header_line(meta), "", LEGEND, ""]
-    load, cores = meta["device"].get("load_average_at_start"), meta["device"].get("cpu_count") or 1
-    if load is not None and load > 0.5 * cores:
-        lines += [
-            f"Warning: measured with a load average of {load} on {cores} cores; CPU figures are noisy.",
-            "",
-        ]
+    if load_warning(meta):
+        lines += [f"**Warning:** {load_warning(meta)}.", ""]
     lines += [render_tables(ops, results, impls), ""]
     note = inexact_note(meta, results)
     if note:

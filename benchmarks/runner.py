@@ -10,6 +10,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from .data import rng_for
 from .registry import IMPL_SPECS, IMPLS, Context, OpBench, allclose_compare
@@ -150,132 +151,156 @@ def run(
     check_against_cpu: bool = False,
     time_it: bool = True,
     log: Callable[[str], None] = print,
+    progress: bool = True,
 ) -> List[Result]:
+    """Every case of ``ops`` on every implementation in ``impls``. With ``progress``, a tqdm bar
+    on stderr counts the measurements and ``log`` lines are written above it."""
     rtol, atol = TOLERANCES[dtype]
     total = sum(len(op.cases) * len(available_impls(op, impls)) for op in ops)
     done = 0
     results: List[Result] = []
+    with tqdm(
+        total=total, unit="run", disable=not progress, dynamic_ncols=True, leave=False
+    ) as bar:
+        if progress:
+            log = bar.write
 
-    for op in ops:
-        op_impls = available_impls(op, impls)
-        compare = op.compare or allclose_compare
-        op_atol = atol * op.atol_scale
-        for case in op.cases:
-            arrays = op.make_inputs(case, rng_for(seed, op.name, case.label))
-            cpu_tensors = {
-                k: torch.from_numpy(np.ascontiguousarray(v)).to(dtype) for k, v in arrays.items()
-            }
-            ref_inputs = reference_arrays(cpu_tensors)
-            inputs_on: Dict[str, Dict[str, torch.Tensor]] = {"cpu": cpu_tensors}
+        for op in ops:
+            op_impls = available_impls(op, impls)
+            compare = op.compare or allclose_compare
+            op_atol = atol * op.atol_scale
+            for case in op.cases:
+                bar.set_description_str(f"{op.name} {case.label}")
+                arrays = op.make_inputs(case, rng_for(seed, op.name, case.label))
+                cpu_tensors = {
+                    k: torch.from_numpy(np.ascontiguousarray(v)).to(dtype)
+                    for k, v in arrays.items()
+                }
+                ref_inputs = reference_arrays(cpu_tensors)
+                inputs_on: Dict[str, Dict[str, torch.Tensor]] = {"cpu": cpu_tensors}
 
-            # The expected output (and, when "reference" is benchmarked, its first call).
-            ref_ctx = Context(
-                case=case, inputs=ref_inputs, lib=libs.reference, device=None, dtype=dtype
-            )
-            skip_reference = op.reference_max_size is not None and case.size > op.reference_max_size
-            case_impls = [i for i in op_impls if not (skip_reference and i == "reference")]
-            if skip_reference:
-                total -= len(op_impls) - len(case_impls)
-            try:
+                # The expected output (and, when "reference" is benchmarked, its first call).
+                ref_ctx = Context(
+                    case=case, inputs=ref_inputs, lib=libs.reference, device=None, dtype=dtype
+                )
+                skip_reference = (
+                    op.reference_max_size is not None and case.size > op.reference_max_size
+                )
+                case_impls = [i for i in op_impls if not (skip_reference and i == "reference")]
                 if skip_reference:
-                    trusted_inputs = {k: t.to(torch.float64) for k, t in cpu_tensors.items()}
-                    ref_ctx = Context(
-                        case=case,
-                        inputs=trusted_inputs,
-                        lib=libs.frcnn,
-                        device=torch.device("cpu"),
-                        dtype=torch.float64,
-                    )
-                    log(
-                        f"{op.name} {case.label}: reference skipped above {op.reference_max_size:,} (checked against {op.torchvision_name or 'a trusted path'})"
-                    )
-                ref_thunk = (op.trusted if skip_reference else op.reference)(ref_ctx)
-                ref_out, ref_first_s = call_once(ref_thunk, None)
-                expected = to_numpy(ref_out)
-            except Exception as exc:  # nothing to check against: every impl of this case fails
-                log(traceback.format_exc(limit=-3).rstrip())
-                for impl in case_impls:
-                    done += 1
-                    res = Result(
-                        op.name, op.family, case.label, case.size, op.size_unit, impl, "error"
-                    )
-                    res.message = f"the reference failed, nothing to check against: {type(exc).__name__}: {exc}"
-                    log(_progress_line(done, total, res))
-                    results.append(res)
-                continue
-            cpu_out: Optional[np.ndarray] = None
-            if (
-                check_against_cpu
-                and "cpu" not in op_impls
-                and libs.frcnn is not None
-                and op.frcnn is not None
-            ):
-                try:  # --check without timing "cpu": still compute its answer once
-                    ctx = Context(
-                        case=case,
-                        inputs=cpu_tensors,
-                        lib=libs.frcnn,
-                        device=torch.device("cpu"),
-                        dtype=dtype,
-                    )
-                    cpu_out = to_numpy(op.frcnn(ctx)())
-                except Exception:
-                    log(traceback.format_exc(limit=-3).rstrip())
-
-            for impl in case_impls:
-                kind, dev = IMPL_SPECS[impl]
-                res = Result(op.name, op.family, case.label, case.size, op.size_unit, impl, "ok")
-                device = torch.device(dev) if dev else None
+                    total -= len(op_impls) - len(case_impls)
+                    bar.total = total
+                    bar.refresh()
                 try:
-                    if kind == "reference":
-                        thunk, first_s = ref_thunk, ref_first_s
-                    else:
-                        if dev not in inputs_on:
-                            inputs_on[dev] = {k: t.to(device) for k, t in cpu_tensors.items()}
-                        lib = libs.frcnn if kind == "frcnn" else None
-                        ctx = Context(
-                            case=case, inputs=inputs_on[dev], lib=lib, device=device, dtype=dtype
+                    if skip_reference:
+                        trusted_inputs = {k: t.to(torch.float64) for k, t in cpu_tensors.items()}
+                        ref_ctx = Context(
+                            case=case,
+                            inputs=trusted_inputs,
+                            lib=libs.frcnn,
+                            device=torch.device("cpu"),
+                            dtype=torch.float64,
                         )
-                        thunk = op.factory(kind)(ctx)
-                        out, first_s = call_once(thunk, device)
-                        actual = to_numpy(out)
-                        out_dtype = out.dtype if isinstance(out, torch.Tensor) else None
-                        problem = compare(actual, representable(expected, out_dtype), rtol, op_atol)
-                        if problem is None and impl == "cpu":
-                            cpu_out = actual
-                        if (
-                            problem is None
-                            and check_against_cpu
-                            and impl != "cpu"
-                            and cpu_out is not None
-                        ):
-                            vs_cpu = compare(actual, cpu_out, rtol, op_atol)
-                            if vs_cpu is not None:
-                                problem = f"differs from the cpu kernel: {vs_cpu}"
-                        if problem is not None:
-                            res.status, res.message = "mismatch", f"vs reference: {problem}"
-                            if kind == "torchvision" and dtype in HALF_DTYPES:
-                                # torchvision computes in the half type itself: its answer is
-                                # worth timing (it is what users run), flagged, not a failure.
-                                res.status = "inexact"
-                    res.first_call_ms = first_s * 1e3
-                    if res.status in ("ok", "inexact") and time_it:
-                        res.timing = measure(
-                            thunk,
-                            device,
-                            threads,
-                            min_run_time,
-                            first_s,
-                            label=f"{op.name} {case.label}",
+                        log(
+                            f"{op.name} {case.label}: reference skipped above {op.reference_max_size:,} (checked against {op.torchvision_name or 'a trusted path'})"
                         )
-                except Exception as exc:  # report, keep going, exit non-zero at the end
-                    res.status = "error"
-                    res.message = f"{type(exc).__name__}: {exc}"
+                    ref_thunk = (op.trusted if skip_reference else op.reference)(ref_ctx)
+                    ref_out, ref_first_s = call_once(ref_thunk, None)
+                    expected = to_numpy(ref_out)
+                except Exception as exc:  # nothing to check against: every impl of this case fails
                     log(traceback.format_exc(limit=-3).rstrip())
-                done += 1
-                log(_progress_line(done, total, res))
-                results.append(res)
-            del inputs_on, cpu_tensors, ref_inputs, expected, ref_out, cpu_out
+                    for impl in case_impls:
+                        done += 1
+                        res = Result(
+                            op.name, op.family, case.label, case.size, op.size_unit, impl, "error"
+                        )
+                        res.message = f"the reference failed, nothing to check against: {type(exc).__name__}: {exc}"
+                        log(_progress_line(done, total, res))
+                        bar.update()
+                        results.append(res)
+                    continue
+                cpu_out: Optional[np.ndarray] = None
+                if (
+                    check_against_cpu
+                    and "cpu" not in op_impls
+                    and libs.frcnn is not None
+                    and op.frcnn is not None
+                ):
+                    try:  # --check without timing "cpu": still compute its answer once
+                        ctx = Context(
+                            case=case,
+                            inputs=cpu_tensors,
+                            lib=libs.frcnn,
+                            device=torch.device("cpu"),
+                            dtype=dtype,
+                        )
+                        cpu_out = to_numpy(op.frcnn(ctx)())
+                    except Exception:
+                        log(traceback.format_exc(limit=-3).rstrip())
+
+                for impl in case_impls:
+                    kind, dev = IMPL_SPECS[impl]
+                    res = Result(
+                        op.name, op.family, case.label, case.size, op.size_unit, impl, "ok"
+                    )
+                    device = torch.device(dev) if dev else None
+                    try:
+                        if kind == "reference":
+                            thunk, first_s = ref_thunk, ref_first_s
+                        else:
+                            if dev not in inputs_on:
+                                inputs_on[dev] = {k: t.to(device) for k, t in cpu_tensors.items()}
+                            lib = libs.frcnn if kind == "frcnn" else None
+                            ctx = Context(
+                                case=case,
+                                inputs=inputs_on[dev],
+                                lib=lib,
+                                device=device,
+                                dtype=dtype,
+                            )
+                            thunk = op.factory(kind)(ctx)
+                            out, first_s = call_once(thunk, device)
+                            actual = to_numpy(out)
+                            out_dtype = out.dtype if isinstance(out, torch.Tensor) else None
+                            problem = compare(
+                                actual, representable(expected, out_dtype), rtol, op_atol
+                            )
+                            if problem is None and impl == "cpu":
+                                cpu_out = actual
+                            if (
+                                problem is None
+                                and check_against_cpu
+                                and impl != "cpu"
+                                and cpu_out is not None
+                            ):
+                                vs_cpu = compare(actual, cpu_out, rtol, op_atol)
+                                if vs_cpu is not None:
+                                    problem = f"differs from the cpu kernel: {vs_cpu}"
+                            if problem is not None:
+                                res.status, res.message = "mismatch", f"vs reference: {problem}"
+                                if kind == "torchvision" and dtype in HALF_DTYPES:
+                                    # torchvision computes in the half type itself: its answer is
+                                    # worth timing (it is what users run), flagged, not a failure.
+                                    res.status = "inexact"
+                        res.first_call_ms = first_s * 1e3
+                        if res.status in ("ok", "inexact") and time_it:
+                            res.timing = measure(
+                                thunk,
+                                device,
+                                threads,
+                                min_run_time,
+                                first_s,
+                                label=f"{op.name} {case.label}",
+                            )
+                    except Exception as exc:  # report, keep going, exit non-zero at the end
+                        res.status = "error"
+                        res.message = f"{type(exc).__name__}: {exc}"
+                        log(traceback.format_exc(limit=-3).rstrip())
+                    done += 1
+                    log(_progress_line(done, total, res))
+                    bar.update()
+                    results.append(res)
+                del inputs_on, cpu_tensors, ref_inputs, expected, ref_out, cpu_out
     return results
 
 

@@ -65,6 +65,9 @@ def warm_up(
 
 @dataclass
 class Timing:
+    """Per-call times over the measured blocks. ``q1_ms``/``q3_ms`` (the quartiles; min/max
+    with fewer than 4 blocks) bound the spread that ``--compare`` reports."""
+
     median_ms: float
     iqr_ms: float
     mean_ms: float
@@ -73,6 +76,9 @@ class Timing:
     blocks: int  # measurements the median is taken over
     number_per_block: int
     method: str  # "blocked_autorange", "single-calls" or "cold-call"
+    q1_ms: float = 0.0
+    q3_ms: float = 0.0
+    max_ms: float = 0.0
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -89,8 +95,7 @@ def measure(
     """Time ``fn`` (already called once and checked, taking ``first_call_s``)."""
     clock = make_clock(device)
     if first_call_s >= COLD_ONLY_S:
-        ms = first_call_s * 1e3
-        return Timing(ms, 0.0, ms, ms, 1, 1, 1, "cold-call")
+        return _summary([first_call_s], 1, "cold-call")
 
     if first_call_s >= SLOW_CALL_S:
         # blocked_autorange would spend >= 2 calls estimating the block size (and Timer.timeit
@@ -135,17 +140,19 @@ def _summary(per_call_times_s, number_per_block: int, method: str) -> Timing:
     n = len(times)
     median = statistics.median(times)
     if n >= 4:
-        q = statistics.quantiles(times, n=4, method="inclusive")
-        iqr = q[2] - q[0]
+        q1, _, q3 = statistics.quantiles(times, n=4, method="inclusive")
     else:
-        iqr = times[-1] - times[0]
+        q1, q3 = times[0], times[-1]
     return Timing(
         median_ms=median * 1e3,
-        iqr_ms=iqr * 1e3,
+        iqr_ms=(q3 - q1) * 1e3,
         mean_ms=statistics.fmean(times) * 1e3,
         min_ms=times[0] * 1e3,
         runs=n * number_per_block,
         blocks=n,
         number_per_block=number_per_block,
         method=method,
+        q1_ms=q1 * 1e3,
+        q3_ms=q3 * 1e3,
+        max_ms=times[-1] * 1e3,
     )

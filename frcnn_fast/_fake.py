@@ -3,6 +3,8 @@
 import torch
 from torch.library import register_fake
 
+from .ops._roi import channels_last, format_of
+
 
 @register_fake("frcnn_fast::box_area")
 def _box_area(boxes):
@@ -75,21 +77,15 @@ def _batched_nms_padded(boxes, scores, idxs, iou_threshold, max_output, score_th
 
 
 # ---- RoI pooling / RoIAlign: outputs follow the input's memory format (channels-last in,
-# channels-last out; see csrc/roi_checks.h use_channels_last).
-def _roi_format(x):
-    nhwc = (not x.is_contiguous()) and x.is_contiguous(memory_format=torch.channels_last)
-    return torch.channels_last if nhwc else torch.contiguous_format
-
-
+# channels-last out), by the wrappers' rule so that fake and real kernels cannot disagree.
 def _pooled(x, k, ph, pw, dtype=None):
     return x.new_empty((k, x.shape[1], ph, pw), dtype=dtype).contiguous(
-        memory_format=_roi_format(x)
+        memory_format=format_of(channels_last(x))
     )
 
 
-def _grad_map(grad, shape, channels_last):
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    return grad.new_empty(shape).contiguous(memory_format=fmt)
+def _grad_map(grad, shape, nhwc):
+    return grad.new_empty(shape).contiguous(memory_format=format_of(nhwc))
 
 
 @register_fake("frcnn_fast::roi_pool")

@@ -86,7 +86,7 @@ def _from_xyxy(x1, y1, x2, y2, fmt):
 
 
 def box_convert(boxes, in_fmt, out_fmt):
-    """Convert between ``xyxy``, ``yxyx`` (the seeds' order), ``xywh`` and ``cxcywh``."""
+    """Convert between ``xyxy``, ``yxyx`` (the tutorials' order), ``xywh`` and ``cxcywh``."""
     for name, fmt in (("in_fmt", in_fmt), ("out_fmt", out_fmt)):
         if fmt not in BOX_FORMATS:
             raise ValueError(f"{name} must be one of {BOX_FORMATS}, got {fmt!r}")

@@ -1,6 +1,6 @@
 """Non-maximum suppression: the greedy definition, one box at a time, in rank order.
 
-Semantics (DESIGN §3, README "Conventions"):
+Semantics (docs/CONVENTIONS.md, "NMS"):
 
 * Rank = a stable descending sort of the scores: equal scores keep their input order, NaN
   scores come last (after -inf), in input order.

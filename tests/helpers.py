@@ -348,8 +348,8 @@ SEED_RATIOS = (0.5, 1.0, 2.0)
 
 
 def seed_nine(centre=8.0):
-    """The nine anchors of the seeds, computed from the definition: h = s*sqrt(r), w = s/sqrt(r),
-    ratio-major, centred on ``centre``."""
+    """The nine anchors of the tutorial RPN (docs/CONVENTIONS.md, golden vectors), computed from
+    the definition: h = s*sqrt(r), w = s/sqrt(r), ratio-major, centred on ``centre``."""
     rows = []
     for r in SEED_RATIOS:
         for s in SEED_SIZES:

@@ -6,6 +6,8 @@ are powers of two or arbitrary decimals; RoIs include degenerate (zero-size, inv
 sub-pixel and out-of-image ones.
 """
 
+import contextlib
+
 import numpy as np
 import torch
 from helpers import RTOL, compute_eps, coords, to_np
@@ -101,3 +103,49 @@ def boxes_arg(rois, fmt, batch, dtype, device):
 
 def rounded_rois(rois, dtype):
     return to_np(torch.as_tensor(rois).to(dtype))
+
+
+@contextlib.contextmanager
+def deterministic_algorithms():
+    """``torch.use_deterministic_algorithms(True)`` for the block, then the previous setting."""
+    prev = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(prev)
+
+
+def check_backward_deterministic(pool, device, layout, seed):
+    """The input gradient of ``pool(input, rois, deterministic=...)`` (7x7 bins at scale 1/16)
+    has the same bits for 1 and 2 threads, run to run, with ``deterministic=True`` on every
+    backend (the CUDA default is the atomic backward) and with the flag left at None under
+    ``torch.use_deterministic_algorithms``. 96 overlapping RoIs on 2 images, so that many RoIs
+    add into the same cells."""
+    rng = np.random.default_rng(seed)
+    x = make_input(rng.normal(size=(2, 24, 20, 20)), torch.float32, device, layout)
+    xy = rng.uniform(-5, 300, size=(96, 2))
+    rois = torch.as_tensor(
+        np.concatenate([rng.integers(0, 2, (96, 1)), xy, xy + rng.uniform(1, 200, (96, 2))], 1),
+        dtype=torch.float32,
+        device=device,
+    )
+    g = torch.randn(96, 24, 7, 7, device=device)
+
+    def grad(det=None):
+        inp = x.clone().requires_grad_()
+        return torch.autograd.grad(pool(inp, rois, deterministic=det), inp, g)[0]
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = grad(det=True)
+        torch.set_num_threads(2)
+        others = [grad(det=True), grad(det=True)]
+        with deterministic_algorithms():
+            others.append(grad())
+    finally:
+        torch.set_num_threads(threads)
+    assert one.abs().sum() > 0
+    for other in others:
+        assert torch.equal(one, other)

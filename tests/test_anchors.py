@@ -41,10 +41,10 @@ def test_golden_base_anchors(device, dtype):
     check_result_tensor(anchors, dtype, device, (9, 4))
     got = to_np(anchors)
     check_close(got, nine, RTOL[dtype], 1e-4)
-    # the literal values quoted by the seeds
+    # the literal golden vectors of docs/CONVENTIONS.md
     check_close(got[0], [-82.50967, -37.254833, 98.50967, 53.254833], 0, 1e-4)
     check_close(got[4], [-120.0, -120.0, 136.0, 136.0], 0, 1e-5)
-    # default arguments are the seeds' configuration
+    # the default arguments are the tutorial configuration
     assert torch.equal(frcnn_fast.generate_anchors((1, 1), 16, dtype=dtype, device=device), anchors)
     base = frcnn_fast.base_anchors(SEED_SIZES, SEED_RATIOS, dtype=dtype, device=device)
     check_result_tensor(base, dtype, device, (9, 4))

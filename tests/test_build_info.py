@@ -1,5 +1,5 @@
 """frcnn_fast.build_info(): what was compiled. The CUDA backend must be built whenever torch has
-CUDA and nvcc exists, GPU or not (DESIGN §2: setup.py builds CUDA sources without a visible GPU)."""
+CUDA and nvcc exists, GPU or not (setup.py builds the CUDA sources without a visible GPU)."""
 
 import os
 import shutil

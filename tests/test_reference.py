@@ -52,7 +52,7 @@ def test_reference_and_installed_reference_expose_the_same_names():
 
 def test_reference_is_numpy_only():
     # run in a fresh interpreter from the repo root: importing and using the reference must not
-    # pull in torch (DESIGN §2: "NumPy only")
+    # pull in torch (the reference is NumPy only, readable without torch)
     code = (
         "import sys\n"
         "import reference\n"

@@ -21,6 +21,7 @@ from roi_helpers import (
     LAYOUTS,
     SCALES,
     boxes_arg,
+    check_backward_deterministic,
     feature_maps,
     geometry,
     make_input,
@@ -125,47 +126,15 @@ def test_roi_align_gradcheck(device, aligned, sampling_ratio):
     )
 
 
-def _big_case(device, layout):
-    rng = np.random.default_rng(11)
-    x = make_input(rng.normal(size=(2, 24, 20, 20)), torch.float32, device, layout)
-    xy = rng.uniform(-5, 300, size=(96, 2))
-    wh = rng.uniform(1, 200, size=(96, 2))
-    rois = np.concatenate([rng.integers(0, 2, size=(96, 1)), xy, xy + wh], axis=1)
-    return x, torch.as_tensor(rois, dtype=torch.float32, device=device)
-
-
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_roi_align_backward_deterministic(device, layout):
-    """Same bits run to run and for 1 or 2 threads; also with the explicit flag and with
-    torch.use_deterministic_algorithms."""
-    x, rois = _big_case(device, layout)
-    g = torch.randn(96, 24, 7, 7, device=device)
-
-    def grad(det=None):
-        inp = x.clone().requires_grad_()
-        out = frcnn_fast.roi_align(inp, rois, 7, 1 / 16, 2, False, deterministic=det)
-        return torch.autograd.grad(out, inp, g)[0]
-
-    threads = torch.get_num_threads()
-    try:
-        # deterministic=True on every backend (the CUDA default is the atomic backward)
-        torch.set_num_threads(1)
-        one = grad(det=True)
-        torch.set_num_threads(2)
-        two = grad(det=True)
-        again = grad(det=True)
-        prev = torch.are_deterministic_algorithms_enabled()
-        torch.use_deterministic_algorithms(True)
-        try:
-            flagged = grad()
-        finally:
-            torch.use_deterministic_algorithms(prev)
-    finally:
-        torch.set_num_threads(threads)
-    assert one.abs().sum() > 0
-    for other in (two, again, flagged):
-        assert torch.equal(one, other)
+    check_backward_deterministic(
+        lambda x, rois, **kw: frcnn_fast.roi_align(x, rois, 7, 1 / 16, 2, False, **kw),
+        device,
+        layout,
+        11,
+    )
 
 
 def _upsample(x, s, aligned):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import DTYPES, HAS_CUDA, dtype_id
+from roi_helpers import deterministic_algorithms
 
 import frcnn_fast  # noqa: F401  (loads _C)
 
@@ -237,13 +238,8 @@ def test_deterministic_backward_same_bits_under_every_schedule(layout):
     for seed, workers, cap in settings:
         with cuda_emu.emulated(seed=seed, workers=workers, max_grid_dim=cap):
             results.append(grads(True))
-    prev = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    try:
-        with cuda_emu.emulated(seed=9, workers=2, max_grid_dim=2):
-            results.append(grads(None))
-    finally:
-        torch.use_deterministic_algorithms(prev)
+    with deterministic_algorithms(), cuda_emu.emulated(seed=9, workers=2, max_grid_dim=2):
+        results.append(grads(None))
     first = results[0]
     assert first[0].abs().sum() > 0 and first[1].abs().sum() > 0
     for other in results[1:]:

@@ -21,6 +21,7 @@ from roi_helpers import (
     LAYOUTS,
     SCALES,
     boxes_arg,
+    check_backward_deterministic,
     feature_maps,
     geometry,
     make_input,
@@ -124,40 +125,9 @@ def test_roi_pool_gradcheck(device):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_roi_pool_backward_deterministic(device, layout):
-    rng = np.random.default_rng(2)
-    x = make_input(rng.normal(size=(2, 24, 20, 20)), torch.float32, device, layout)
-    xy = rng.uniform(-5, 300, size=(96, 2))
-    rois = torch.as_tensor(
-        np.concatenate([rng.integers(0, 2, (96, 1)), xy, xy + rng.uniform(1, 200, (96, 2))], 1),
-        dtype=torch.float32,
-        device=device,
+    check_backward_deterministic(
+        lambda x, rois, **kw: frcnn_fast.roi_pool(x, rois, 7, 1 / 16, **kw), device, layout, 2
     )
-    g = torch.randn(96, 24, 7, 7, device=device)
-
-    def grad(det=None):
-        inp = x.clone().requires_grad_()
-        return torch.autograd.grad(
-            frcnn_fast.roi_pool(inp, rois, 7, 1 / 16, deterministic=det), inp, g
-        )[0]
-
-    # deterministic=True on every backend (the CUDA default is the atomic backward), and the
-    # global switch with the flag left at None.
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = grad(det=True)
-        torch.set_num_threads(2)
-        two = grad(det=True)
-        prev = torch.are_deterministic_algorithms_enabled()
-        torch.use_deterministic_algorithms(True)
-        try:
-            again = grad()
-        finally:
-            torch.use_deterministic_algorithms(prev)
-    finally:
-        torch.set_num_threads(threads)
-    assert one.abs().sum() > 0
-    assert torch.equal(one, two) and torch.equal(one, again)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -25,7 +25,7 @@ def _case(h, w, stride, sizes, what):
 
 CASES = [
     _case(13, 17, 64, (512,), "FPN P6 of an 800x1088 image"),
-    _case(50, 50, 16, (128, 256, 512), "the seeds' RPN: 800x800 image, VGG16 conv5"),
+    _case(50, 50, 16, (128, 256, 512), "the tutorial RPN: 800x800 image, VGG16 conv5"),
     _case(200, 272, 4, (32,), "FPN P2 of an 800x1088 image"),
 ]
 

@@ -11,7 +11,7 @@ def _case(n, m, what, **params):
 
 
 CASES = [
-    # The seeds' RPN target assignment: 50x50 feature map x 9 anchors against 2 ground truths.
+    # The tutorial RPN's target assignment: 50x50 feature map x 9 anchors against 2 ground truths.
     _case(22_500, 2, "anchors of a 50x50 map (stride 16) x GT", anchors=(50, 50, 16)),
     # FPN anchors (a subset of ~200k) against a crowded image's ground truths.
     _case(20_000, 100, "FPN anchors x GT"),

@@ -118,8 +118,10 @@ register(
         name="batched_nms",
         family="nms",
         size_unit="boxes",
-        cases=[Case(f"{fmt_count(n)} / 80 cls", n, dict(n=n)) for n in (20_000, 100_000)]
-        + [Case("8 img x 2,000", 16_000, dict(images=8, per=2_000))],
+        cases=[
+            Case(f"{fmt_count(n)} / 80 cls", n, dict(n=n), "80 classes") for n in (20_000, 100_000)
+        ]
+        + [Case("8 img x 2,000", 16_000, dict(images=8, per=2_000), "8 images")],
         make_inputs=lambda case, rng: (
             _per_image(case, rng)
             if "images" in case.params

@@ -26,9 +26,7 @@ FPN_LEVELS = ("p2", "p3", "p4", "p5")
 
 def _case(r, layout, **params):
     return Case(
-        f"{fmt_count(r)} {'NHWC' if layout == 'nhwc' else 'NCHW'}",
-        r,
-        dict(r=r, layout=layout, **params),
+        f"{fmt_count(r)} {layout.upper()}", r, dict(r=r, layout=layout, **params), layout.upper()
     )
 
 

@@ -259,8 +259,8 @@ void check_mask_fits(const at::Tensor& boxes, int64_t m, int64_t words, bool bat
       " 64-bit words = ", static_cast<double>(bytes) / gib, " GiB, but only ",
       static_cast<double>(available) / gib,
       " GiB of device memory are available (the mask of the unbatched op, and of the padded "
-      "batched op, takes N x ceil(N/64) x 8 bytes; see the README). Reduce N (e.g. a top-k by "
-      "score first) or split it into groups with batched_nms.");
+      "batched op, takes N x ceil(N/64) x 8 bytes; see docs/CONVENTIONS.md). Reduce N (e.g. a "
+      "top-k by score first) or split it into groups with batched_nms.");
 }
 
 // Everything but the input checks: kept input indices in rank order, cut to `capacity` slots

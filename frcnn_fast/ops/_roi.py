@@ -62,8 +62,14 @@ def check_scale(spatial_scale, name="spatial_scale"):
 
 
 def channels_last(x: Tensor) -> bool:
-    """Whether the kernels take their NHWC path for ``x`` (csrc/roi_checks.h use_channels_last)."""
+    """Whether the kernels take their NHWC path for ``x`` (the C++ ``use_channels_last``): a map
+    that is both contiguous and channels-last (C == 1, or H == W == 1) stays NCHW."""
     return (not x.is_contiguous()) and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def format_of(nhwc: bool) -> torch.memory_format:
+    """The memory format of the kernels' outputs and gradients (the C++ ``format_of``)."""
+    return torch.channels_last if nhwc else torch.contiguous_format
 
 
 def resolve_deterministic(deterministic: Optional[bool]) -> bool:

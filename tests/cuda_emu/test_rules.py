@@ -1,5 +1,5 @@
 """The rules every csrc/cuda file follows so that the emulated build runs the same code as the
-GPU (README, "Writing CUDA kernels"), and the emulated build's coverage of the CUDA kernels."""
+GPU (CONTRIBUTING.md, "Writing CUDA kernels"), and the emulated build's coverage of the CUDA kernels."""
 
 import re
 from pathlib import Path
