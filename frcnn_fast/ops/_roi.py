@@ -62,7 +62,7 @@ def check_scale(spatial_scale, name="spatial_scale"):
 
 
 def channels_last(x: Tensor) -> bool:
-    """Whether the kernels take their NHWC path for ``x`` (csrc/roi_checks.h use_channels_last)."""
+    """Whether the kernels take their NHWC path for ``x`` (csrc/common/roi_layout.h use_channels_last)."""
     return (not x.is_contiguous()) and x.is_contiguous(memory_format=torch.channels_last)
 
 
