@@ -3,18 +3,17 @@
 #include <torch/library.h>
 
 #include "common/macros.h"
-#include "roi_checks.h"
+#include "common/roi_checks.h"
 
 namespace frcnn_fast {
 
 void check_roi_align_inputs(
     const at::Tensor& input, const at::Tensor& boxes, double spatial_scale, int64_t pooled_height,
     int64_t pooled_width) {
-  check_feature_map(input, "input");
-  check_rois(boxes, input, "input");
-  check_output_size(pooled_height, pooled_width);
-  check_spatial_scale(spatial_scale);
+  check_single_map_inputs(input, boxes, spatial_scale, pooled_height, pooled_width);
 }
+
+namespace {
 
 void check_levels(const at::Tensor& levels, const at::Tensor& boxes, int64_t num_levels) {
   TORCH_CHECK(num_levels > 0, "inputs must hold at least one feature map");
@@ -28,6 +27,29 @@ void check_levels(const at::Tensor& levels, const at::Tensor& boxes, int64_t num
       levels.device() == boxes.device(), "levels and boxes must be on the same device, got ",
       levels.device(), " and ", boxes.device());
 }
+
+// What both RoIAlign backward ops are given besides the levels: one (height, width, scale) per
+// level and a gradient of the pooled shape.
+void check_backward_sizes(
+    const at::Tensor& grad, const at::Tensor& boxes, c10::ArrayRef<double> spatial_scales,
+    int64_t pooled_height, int64_t pooled_width, int64_t batch_size, int64_t channels,
+    c10::ArrayRef<int64_t> heights, c10::ArrayRef<int64_t> widths) {
+  TORCH_CHECK(
+      heights.size() == spatial_scales.size() && widths.size() == spatial_scales.size() &&
+          !spatial_scales.empty(),
+      "heights, widths and spatial_scales must have one entry per level, got ", heights.size(),
+      ", ", widths.size(), " and ", spatial_scales.size());
+  check_rois_shape(boxes);
+  check_output_size(pooled_height, pooled_width);
+  TORCH_CHECK(batch_size >= 0 && channels >= 0, "batch_size and channels must be non-negative");
+  check_pooled_grad(grad, boxes, channels, pooled_height, pooled_width);
+  for (size_t l = 0; l < spatial_scales.size(); ++l) {
+    check_input_shape(batch_size, channels, heights[l], widths[l]);
+    check_spatial_scale(spatial_scales[l], "spatial_scales");
+  }
+}
+
+}  // namespace
 
 void check_multilevel_roi_align_inputs(
     at::TensorList inputs, const at::Tensor& boxes, const at::Tensor& levels,
@@ -51,14 +73,22 @@ void check_multilevel_roi_align_inputs(
 }
 
 void check_roi_align_backward_inputs(
-    const at::Tensor& grad, const at::Tensor& boxes, int64_t pooled_height, int64_t pooled_width,
-    int64_t batch_size, int64_t channels) {
-  TORCH_CHECK(
-      boxes.dim() == 2 && boxes.size(1) == 5,
-      "boxes must have shape [K, 5] (batch_index, x1, y1, x2, y2), got ", boxes.sizes());
-  check_output_size(pooled_height, pooled_width);
-  TORCH_CHECK(batch_size >= 0 && channels >= 0, "batch_size and channels must be non-negative");
-  check_pooled_grad(grad, boxes, channels, pooled_height, pooled_width);
+    const at::Tensor& grad, const at::Tensor& boxes, double spatial_scale, int64_t pooled_height,
+    int64_t pooled_width, int64_t batch_size, int64_t channels, int64_t height, int64_t width) {
+  check_backward_sizes(
+      grad, boxes, {spatial_scale}, pooled_height, pooled_width, batch_size, channels, {height},
+      {width});
+}
+
+void check_multilevel_roi_align_backward_inputs(
+    const at::Tensor& grad, const at::Tensor& boxes, const at::Tensor& levels,
+    c10::ArrayRef<double> spatial_scales, int64_t pooled_height, int64_t pooled_width,
+    int64_t batch_size, int64_t channels, c10::ArrayRef<int64_t> heights,
+    c10::ArrayRef<int64_t> widths) {
+  check_levels(levels, boxes, static_cast<int64_t>(spatial_scales.size()));
+  check_backward_sizes(
+      grad, boxes, spatial_scales, pooled_height, pooled_width, batch_size, channels, heights,
+      widths);
 }
 
 TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {

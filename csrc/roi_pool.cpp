@@ -3,25 +3,20 @@
 #include <torch/library.h>
 
 #include "common/macros.h"
-#include "roi_checks.h"
+#include "common/roi_checks.h"
 
 namespace frcnn_fast {
 
 void check_roi_pool_inputs(
     const at::Tensor& input, const at::Tensor& boxes, double spatial_scale, int64_t pooled_height,
     int64_t pooled_width) {
-  check_feature_map(input, "input");
-  check_rois(boxes, input, "input");
-  check_output_size(pooled_height, pooled_width);
-  check_spatial_scale(spatial_scale);
+  check_single_map_inputs(input, boxes, spatial_scale, pooled_height, pooled_width);
 }
 
 void check_roi_pool_backward_inputs(
     const at::Tensor& grad, const at::Tensor& boxes, const at::Tensor& argmax, int64_t batch_size,
     int64_t channels, int64_t height, int64_t width) {
-  TORCH_CHECK(
-      boxes.dim() == 2 && boxes.size(1) == 5,
-      "boxes must have shape [K, 5] (batch_index, x1, y1, x2, y2), got ", boxes.sizes());
+  check_rois_shape(boxes);
   check_input_shape(batch_size, channels, height, width);
   TORCH_CHECK(grad.dim() == 4, "grad must have shape [K, C, PH, PW], got ", grad.sizes());
   check_pooled_grad(grad, boxes, channels, grad.size(2), grad.size(3));
@@ -40,6 +35,13 @@ TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {
   m.def(
       "roi_pool(Tensor input, Tensor boxes, float spatial_scale, SymInt pooled_height, "
       "SymInt pooled_width, bool deterministic) -> (Tensor, Tensor)",
+      {at::Tag::pt2_compliant_tag});
+  // The forward without argmax, for when no gradient is needed (the wrapper picks it under
+  // torch.no_grad() or for an input that does not require grad): the same output, bit for
+  // bit, without computing or storing the int64 argmax, which is as large as the output.
+  m.def(
+      "roi_pool_inference(Tensor input, Tensor boxes, float spatial_scale, SymInt pooled_height, "
+      "SymInt pooled_width) -> Tensor",
       {at::Tag::pt2_compliant_tag});
   m.def(
       "_roi_pool_backward(Tensor grad, Tensor boxes, Tensor argmax, SymInt batch_size, "

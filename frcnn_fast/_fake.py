@@ -172,3 +172,12 @@ def _multilevel_roi_align_backward(
         _grad_map(grad, (batch_size, channels, h, w), channels_last)
         for h, w in zip(heights, widths)
     ]
+
+
+@register_fake("frcnn_fast::roi_pool_inference")
+def _roi_pool_inference(input, boxes, spatial_scale, pooled_height, pooled_width):
+    from .ops._roi import channels_last  # the wrappers' layout rule (not at import: no cycle)
+
+    fmt = torch.channels_last if channels_last(input) else torch.contiguous_format
+    shape = (boxes.shape[0], input.shape[1], pooled_height, pooled_width)
+    return torch.empty(shape, dtype=input.dtype, device=input.device, memory_format=fmt)

@@ -25,6 +25,7 @@ OPS = (
     "nms_padded",
     "batched_nms_padded",
     "roi_pool",
+    "roi_pool_inference",
     "_roi_pool_backward",
     "roi_align",
     "_roi_align_backward",
@@ -189,6 +190,8 @@ def _roi_samples(name, device):
     )  # noqa: E731
     if name == "roi_pool":
         return [(*a, i % 2 == 0) for i, a in enumerate(fwd)]
+    if name == "roi_pool_inference":
+        return fwd
     if name == "roi_align":
         return [
             (*a, sr, al, False)
@@ -264,6 +267,7 @@ def test_all_ops_registered():
         "nms_padded": "nms_padded(Tensor boxes, Tensor scores, float iou_threshold, int max_output, float? score_threshold=None) -> (Tensor, Tensor)",
         "batched_nms_padded": "batched_nms_padded(Tensor boxes, Tensor scores, Tensor idxs, float iou_threshold, int max_output, float? score_threshold=None) -> (Tensor, Tensor)",
         "roi_pool": "roi_pool(Tensor input, Tensor boxes, float spatial_scale, SymInt pooled_height, SymInt pooled_width, bool deterministic) -> (Tensor, Tensor)",
+        "roi_pool_inference": "roi_pool_inference(Tensor input, Tensor boxes, float spatial_scale, SymInt pooled_height, SymInt pooled_width) -> Tensor",
         "_roi_pool_backward": "_roi_pool_backward(Tensor grad, Tensor boxes, Tensor argmax, SymInt batch_size, SymInt channels, SymInt height, SymInt width, bool channels_last, bool deterministic) -> Tensor",
         "roi_align": "roi_align(Tensor input, Tensor boxes, float spatial_scale, SymInt pooled_height, SymInt pooled_width, int sampling_ratio, bool aligned, bool deterministic) -> Tensor",
         "_roi_align_backward": "_roi_align_backward(Tensor grad, Tensor boxes, float spatial_scale, SymInt pooled_height, SymInt pooled_width, SymInt batch_size, SymInt channels, SymInt height, SymInt width, int sampling_ratio, bool aligned, bool channels_last, bool deterministic) -> Tensor",

@@ -6,10 +6,13 @@
 
 #include <vector>
 
+#include "../common/roi_checks.h"
+#include "../common/roi_index.h"
+#include "../common/roi_layout.h"
 #include "../common/roi_math.h"
+#include "../common/roi_params.h"
 #include "../roi_align.h"
-#include "../roi_checks.h"
-#include "roi_index.h"
+#include "roi_tasks.h"
 
 // RoIAlign on the CPU. Every kernel first turns a RoI into a table of bilinear samples
 // (four cell offsets and four weights each, grouped by bin); the table depends only on the
@@ -90,20 +93,16 @@ void build_table(
   }
 }
 
-struct Geometry {
-  int64_t batch, channels, pooled_h, pooled_w, sampling_ratio;
-  bool aligned;
-};
-
 template <typename scalar_t>
 void forward(
     const std::vector<const scalar_t*>& maps, const std::vector<Level>& levels_info,
     const scalar_t* boxes, const std::vector<int64_t>& batch_index,
-    const std::vector<int64_t>& level_of, const Geometry& g, bool channels_last, scalar_t* out) {
+    const std::vector<int64_t>& level_of, const RoiParams& g, scalar_t* out) {
   using G = at::opmath_type<scalar_t>;
   const int64_t k_total = static_cast<int64_t>(batch_index.size());
   const int64_t c_n = g.channels;
-  const int64_t bins = g.pooled_h * g.pooled_w;
+  const int64_t bins = g.bins();
+  const bool channels_last = g.channels_last;
   at::parallel_for(0, k_total, 1, [&](int64_t k0, int64_t k1) {
     SampleTable<G> t;
     std::vector<G> acc(channels_last ? c_n : 0);
@@ -155,14 +154,15 @@ void backward(
     const scalar_t* grad, const std::vector<at::opmath_type<scalar_t>*>& grads,
     const std::vector<Level>& levels_info, const scalar_t* boxes,
     const std::vector<int64_t>& batch_index, const std::vector<int64_t>& level_of,
-    const Geometry& g, bool channels_last) {
+    const RoiParams& g) {
   using G = at::opmath_type<scalar_t>;
   const int64_t c_n = g.channels;
-  const int64_t bins = g.pooled_h * g.pooled_w;
-  const RoisByImage by_image = group_by_image(batch_index, g.batch);
-  const int64_t block = channel_block(c_n, g.batch);
+  const int64_t bins = g.bins();
+  const bool channels_last = g.channels_last;
+  const RoisByImage by_image = group_by_image(batch_index, g.batch_size);
+  const int64_t block = channel_block(c_n, g.batch_size);
   const int64_t blocks = (c_n + block - 1) / block;
-  at::parallel_for(0, g.batch * blocks, 1, [&](int64_t t0, int64_t t1) {
+  at::parallel_for(0, g.batch_size * blocks, 1, [&](int64_t t0, int64_t t1) {
     SampleTable<G> t;
     std::vector<G> gbin(block);
     for (int64_t task = t0; task < t1; ++task) {
@@ -214,10 +214,6 @@ void backward(
   });
 }
 
-at::MemoryFormat format_of(bool channels_last) {
-  return channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-}
-
 at::Tensor multilevel_forward(
     at::TensorList inputs_in, const at::Tensor& boxes_in, const at::Tensor& levels,
     c10::ArrayRef<double> scales, int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio,
@@ -226,23 +222,23 @@ at::Tensor multilevel_forward(
   std::vector<at::Tensor> inputs;
   std::vector<Level> info;
   for (size_t l = 0; l < inputs_in.size(); ++l) {
-    inputs.push_back(inputs_in[l].contiguous(format_of(nhwc)));
+    inputs.push_back(inputs_in[l].contiguous(memory_format_of(nhwc)));
     info.push_back({inputs_in[l].size(2), inputs_in[l].size(3), scales[l]});
   }
   const at::Tensor boxes = boxes_in.contiguous();
-  const int64_t n = inputs[0].size(0), c = inputs[0].size(1), k = boxes.size(0);
+  const int64_t n = inputs[0].size(0), c = inputs[0].size(1);
   const std::vector<int64_t> batch = roi_batch_indices(boxes, n);
   const std::vector<int64_t> level_of = roi_levels(levels, static_cast<int64_t>(inputs.size()));
   at::Tensor out =
-      at::empty({k, c, pooled_h, pooled_w}, inputs[0].options().memory_format(format_of(nhwc)));
+      pooled_output(inputs_in[0], boxes, pooled_h, pooled_w, inputs_in[0].scalar_type());
   if (out.numel() == 0) return out;
-  const Geometry g{n, c, pooled_h, pooled_w, sampling_ratio, aligned};
+  const RoiParams g = align_params(n, c, pooled_h, pooled_w, sampling_ratio, aligned, nhwc);
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, boxes.scalar_type(), "roi_align_cpu", [&] {
         std::vector<const scalar_t*> maps;
         for (const auto& x : inputs) maps.push_back(x.const_data_ptr<scalar_t>());
         forward(
-            maps, info, boxes.const_data_ptr<scalar_t>(), batch, level_of, g, nhwc,
+            maps, info, boxes.const_data_ptr<scalar_t>(), batch, level_of, g,
             out.mutable_data_ptr<scalar_t>());
       });
   return out;
@@ -253,44 +249,31 @@ std::vector<at::Tensor> multilevel_backward(
     c10::ArrayRef<double> scales, int64_t pooled_h, int64_t pooled_w, int64_t batch_size,
     int64_t channels, c10::ArrayRef<int64_t> heights, c10::ArrayRef<int64_t> widths,
     int64_t sampling_ratio, bool aligned, bool channels_last) {
-  TORCH_CHECK(
-      heights.size() == scales.size() && widths.size() == scales.size() && !scales.empty(),
-      "heights, widths and spatial_scales must have one entry per level, got ", heights.size(),
-      ", ", widths.size(), " and ", scales.size());
-  check_roi_align_backward_inputs(grad_in, boxes_in, pooled_h, pooled_w, batch_size, channels);
   std::vector<Level> info;
-  for (size_t l = 0; l < scales.size(); ++l) {
-    check_input_shape(batch_size, channels, heights[l], widths[l]);
-    check_spatial_scale(scales[l], "spatial_scales");
-    info.push_back({heights[l], widths[l], scales[l]});
-  }
+  for (size_t l = 0; l < scales.size(); ++l) info.push_back({heights[l], widths[l], scales[l]});
   const at::Tensor boxes = boxes_in.contiguous();
-  const at::Tensor grad = grad_in.contiguous(format_of(channels_last));
+  const at::Tensor grad = grad_in.contiguous(memory_format_of(channels_last));
   const std::vector<int64_t> batch = roi_batch_indices(boxes, batch_size);
   const std::vector<int64_t> level_of = roi_levels(levels, static_cast<int64_t>(scales.size()));
   const auto dtype = grad.scalar_type();
-  const bool half = dtype == at::kHalf || dtype == at::kBFloat16;
-  // Half types sum in float32 and round once at the end.
-  // at::empty honours the memory format (at::zeros does not).
-  const auto acc_options =
-      grad.options().dtype(half ? at::kFloat : dtype).memory_format(format_of(channels_last));
   std::vector<at::Tensor> acc;
-  for (size_t l = 0; l < scales.size(); ++l)
-    acc.push_back(at::empty({batch_size, channels, heights[l], widths[l]}, acc_options).zero_());
+  for (size_t l = 0; l < scales.size(); ++l) {
+    acc.push_back(zeroed_grad_map(
+        {batch_size, channels, heights[l], widths[l]}, grad, memory_format_of(channels_last)));
+  }
   if (grad.numel() > 0) {
-    const Geometry g{batch_size, channels, pooled_h, pooled_w, sampling_ratio, aligned};
+    const RoiParams g = align_params(
+        batch_size, channels, pooled_h, pooled_w, sampling_ratio, aligned, channels_last);
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "roi_align_backward_cpu", [&] {
       using G = at::opmath_type<scalar_t>;
       std::vector<G*> ptrs;
       for (auto& a : acc) ptrs.push_back(a.mutable_data_ptr<G>());
       backward(
           grad.const_data_ptr<scalar_t>(), ptrs, info, boxes.const_data_ptr<scalar_t>(), batch,
-          level_of, g, channels_last);
+          level_of, g);
     });
   }
-  if (half) {
-    for (auto& a : acc) a = a.to(dtype);
-  }
+  for (auto& a : acc) a = finish_grad_map(a, dtype);
   return acc;
 }
 
@@ -306,6 +289,8 @@ at::Tensor roi_align_backward_cpu(
     const at::Tensor& grad, const at::Tensor& boxes, double spatial_scale, int64_t pooled_h,
     int64_t pooled_w, int64_t batch_size, int64_t channels, int64_t height, int64_t width,
     int64_t sampling_ratio, bool aligned, bool channels_last, bool /*deterministic*/) {
+  check_roi_align_backward_inputs(
+      grad, boxes, spatial_scale, pooled_h, pooled_w, batch_size, channels, height, width);
   // Always deterministic on the CPU (see the top of this file).
   return multilevel_backward(
       grad, boxes, at::Tensor(), {spatial_scale}, pooled_h, pooled_w, batch_size, channels,
@@ -326,7 +311,9 @@ std::vector<at::Tensor> multilevel_roi_align_backward_cpu(
     c10::ArrayRef<double> spatial_scales, int64_t pooled_h, int64_t pooled_w, int64_t batch_size,
     int64_t channels, c10::ArrayRef<int64_t> heights, c10::ArrayRef<int64_t> widths,
     int64_t sampling_ratio, bool aligned, bool channels_last, bool /*deterministic*/) {
-  check_levels(levels, boxes, static_cast<int64_t>(spatial_scales.size()));
+  check_multilevel_roi_align_backward_inputs(
+      grad, boxes, levels, spatial_scales, pooled_h, pooled_w, batch_size, channels, heights,
+      widths);
   return multilevel_backward(
       grad, boxes, levels, spatial_scales, pooled_h, pooled_w, batch_size, channels, heights,
       widths, sampling_ratio, aligned, channels_last);

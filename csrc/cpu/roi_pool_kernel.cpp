@@ -7,12 +7,16 @@
 #include <cstdint>
 #include <limits>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
+#include "../common/roi_checks.h"
+#include "../common/roi_index.h"
+#include "../common/roi_layout.h"
 #include "../common/roi_math.h"
-#include "../roi_checks.h"
+#include "../common/roi_params.h"
 #include "../roi_pool.h"
-#include "roi_index.h"
+#include "roi_tasks.h"
 
 // RoI max pooling on the CPU. Forward splits RoIs across threads and always runs on a
 // channels-last view (an NCHW input is copied once): a running max per channel over each bin's
@@ -20,13 +24,11 @@
 // each channel plane's cells with a data-dependent branch (torchvision's loop). Backward routes
 // each bin's gradient to its argmax cell; threads own (image, block of channels) gradient planes
 // and visit the image's RoIs in index order, so sums are the same bits for any thread count.
+// roi_pool_inference runs the same forward without the argmax: the same max, compared in the
+// same order, so the same output bits.
 
 namespace frcnn_fast {
 namespace {
-
-at::MemoryFormat format_of(bool channels_last) {
-  return channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-}
 
 struct Bin {
   int64_t h0, h1, w0, w1;
@@ -55,28 +57,29 @@ void pool_bins(
 // int32 whenever H*W fits -- so the compare mask of the float values selects it directly, lane
 // for lane; an int64 index would need widening and keeps GCC from vectorising on baseline
 // x86-64). Output is written NHWC, or NCHW (`nchw_out`) through a per-RoI transpose buffer, so
-// an NCHW input runs this kernel on a one-off channels-last copy.
-template <typename scalar_t, typename Index>
+// an NCHW input runs this kernel on a one-off channels-last copy. Without kArgmax (inference)
+// no cell index is tracked or stored; the max is the same.
+template <typename scalar_t, typename Index, bool kArgmax>
 void forward_nhwc(
     const scalar_t* input, const scalar_t* boxes, const std::vector<int64_t>& batch_index,
-    int64_t c_n, int64_t height, int64_t width, double scale, int64_t pooled_h, int64_t pooled_w,
-    bool nchw_out, scalar_t* out, int64_t* argmax) {
+    const RoiParams& p, bool nchw_out, scalar_t* out, int64_t* argmax) {
   using G = at::opmath_type<scalar_t>;
   // Start of every max, as in Caffe/torchvision: a bin whose values are all NaN or -inf
   // reports this value with argmax -1 (and so passes no gradient).
   const G lowest = std::numeric_limits<G>::lowest();
-  const int64_t bins_n = pooled_h * pooled_w;
+  const int64_t c_n = p.channels, height = p.height, width = p.width;
+  const int64_t bins_n = p.bins();
   const int64_t plane = height * width;
   const int64_t k_total = static_cast<int64_t>(batch_index.size());
   at::parallel_for(0, k_total, 1, [&](int64_t k0, int64_t k1) {
     std::vector<Bin> bins;
     std::vector<G> best(c_n);
-    std::vector<Index> where(c_n);
+    std::vector<Index> where(kArgmax ? c_n : 0);
     // NCHW output: one RoI's results [bin][channel], transposed when the RoI is done.
     std::vector<scalar_t> out_t(nchw_out ? bins_n * c_n : 0);
-    std::vector<int64_t> arg_t(nchw_out ? bins_n * c_n : 0);
+    std::vector<int64_t> arg_t(nchw_out && kArgmax ? bins_n * c_n : 0);
     for (int64_t k = k0; k < k1; ++k) {
-      pool_bins<G>(boxes + 5 * k + 1, scale, pooled_h, pooled_w, height, width, bins);
+      pool_bins<G>(boxes + 5 * k + 1, p.spatial_scale, p.pooled_h, p.pooled_w, height, width, bins);
       const scalar_t* image = input + batch_index[k] * c_n * plane;
       G* __restrict m = best.data();
       Index* __restrict a = where.data();
@@ -85,7 +88,7 @@ void forward_nhwc(
         const bool empty = bin.h1 <= bin.h0 || bin.w1 <= bin.w0;
         for (int64_t c = 0; c < c_n; ++c) {
           m[c] = empty ? G(0) : lowest;
-          a[c] = Index(-1);
+          if constexpr (kArgmax) a[c] = Index(-1);
         }
         for (int64_t h = bin.h0; h < bin.h1; ++h) {
           for (int64_t w = bin.w0; w < bin.w1; ++w) {
@@ -96,27 +99,29 @@ void forward_nhwc(
               // only this form. NaN compares false, so it never replaces the max.
               const G v = static_cast<G>(x[c]);
               const G mc = m[c];
-              const Index mask = -static_cast<Index>(v > mc);
               m[c] = v > mc ? v : mc;
-              a[c] = static_cast<Index>((cell & mask) | (a[c] & ~mask));
+              if constexpr (kArgmax) {
+                const Index mask = -static_cast<Index>(v > mc);
+                a[c] = static_cast<Index>((cell & mask) | (a[c] & ~mask));
+              }
             }
           }
         }
         scalar_t* __restrict o = nchw_out ? out_t.data() + b * c_n : out + (k * bins_n + b) * c_n;
-        int64_t* __restrict am =
-            nchw_out ? arg_t.data() + b * c_n : argmax + (k * bins_n + b) * c_n;
-        for (int64_t c = 0; c < c_n; ++c) {
-          o[c] = static_cast<scalar_t>(m[c]);
-          am[c] = static_cast<int64_t>(a[c]);
+        for (int64_t c = 0; c < c_n; ++c) o[c] = static_cast<scalar_t>(m[c]);
+        if constexpr (kArgmax) {
+          int64_t* __restrict am =
+              nchw_out ? arg_t.data() + b * c_n : argmax + (k * bins_n + b) * c_n;
+          for (int64_t c = 0; c < c_n; ++c) am[c] = static_cast<int64_t>(a[c]);
         }
       }
       if (nchw_out) {
         for (int64_t c = 0; c < c_n; ++c) {
           scalar_t* o = out + (k * c_n + c) * bins_n;
-          int64_t* am = argmax + (k * c_n + c) * bins_n;
-          for (int64_t b = 0; b < bins_n; ++b) {
-            o[b] = out_t[b * c_n + c];
-            am[b] = arg_t[b * c_n + c];
+          for (int64_t b = 0; b < bins_n; ++b) o[b] = out_t[b * c_n + c];
+          if constexpr (kArgmax) {
+            int64_t* am = argmax + (k * c_n + c) * bins_n;
+            for (int64_t b = 0; b < bins_n; ++b) am[b] = arg_t[b * c_n + c];
           }
         }
       }
@@ -127,9 +132,11 @@ void forward_nhwc(
 template <typename scalar_t>
 void backward(
     const scalar_t* grad, const int64_t* argmax, const std::vector<int64_t>& batch_index,
-    int64_t batch_size, int64_t c_n, int64_t plane, int64_t bins_n, bool channels_last,
-    at::opmath_type<scalar_t>* grad_input) {
+    const RoiParams& p, at::opmath_type<scalar_t>* grad_input) {
   using G = at::opmath_type<scalar_t>;
+  const int64_t batch_size = p.batch_size, c_n = p.channels;
+  const int64_t plane = p.height * p.width, bins_n = p.bins();
+  const bool channels_last = p.channels_last;
   const RoisByImage by_image = group_by_image(batch_index, batch_size);
   const int64_t block = channel_block(c_n, batch_size);
   const int64_t blocks = (c_n + block - 1) / block;
@@ -177,39 +184,56 @@ void backward(
   });
 }
 
-std::tuple<at::Tensor, at::Tensor> roi_pool_cpu(
+// Both layouts run the vectorised channels-last kernel: an NCHW input is copied to
+// channels-last once (one pass over the map, small next to scanning K*C*PH*PW bins) and the
+// result is written NCHW. Outputs keep the input's layout. `argmax` undefined: inference.
+void forward(
     const at::Tensor& input_in, const at::Tensor& boxes_in, double spatial_scale, int64_t pooled_h,
-    int64_t pooled_w, bool /*deterministic*/) {
-  check_roi_pool_inputs(input_in, boxes_in, spatial_scale, pooled_h, pooled_w);
-  const bool nhwc = use_channels_last(input_in);
-  // Both layouts run the vectorised channels-last kernel: an NCHW input is copied to
-  // channels-last once (one pass over the map, small next to scanning K*C*PH*PW bins) and the
-  // result is written NCHW. Outputs keep the input's layout.
+    int64_t pooled_w, const at::Tensor& out, const at::Tensor& argmax) {
   const at::Tensor input = input_in.contiguous(at::MemoryFormat::ChannelsLast);
   const at::Tensor boxes = boxes_in.contiguous();
-  const int64_t n = input.size(0), c = input.size(1), k = boxes.size(0);
-  const std::vector<int64_t> batch = roi_batch_indices(boxes, n);
-  const auto fmt = format_of(nhwc);
-  at::Tensor out = at::empty({k, c, pooled_h, pooled_w}, input.options().memory_format(fmt));
-  at::Tensor argmax =
-      at::empty({k, c, pooled_h, pooled_w}, input.options().dtype(at::kLong).memory_format(fmt));
-  if (out.numel() == 0) return {out, argmax};
-  const bool small_plane = input.size(2) * input.size(3) <= std::numeric_limits<int32_t>::max();
+  const RoiParams p = pool_params(
+      input.size(0), input.size(1), input.size(2), input.size(3), spatial_scale, pooled_h, pooled_w,
+      use_channels_last(input_in));
+  // Checked even when there is nothing to pool: a bad index is an error whatever C is.
+  const std::vector<int64_t> batch = roi_batch_indices(boxes, p.batch_size);
+  if (out.numel() == 0) return;
+  const bool small_plane = p.height * p.width <= std::numeric_limits<int32_t>::max();
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, input.scalar_type(), "roi_pool_cpu", [&] {
-        const auto run = [&](auto index_tag) {
-          forward_nhwc<scalar_t, decltype(index_tag)>(
-              input.const_data_ptr<scalar_t>(), boxes.const_data_ptr<scalar_t>(), batch, c,
-              input.size(2), input.size(3), spatial_scale, pooled_h, pooled_w, !nhwc,
-              out.mutable_data_ptr<scalar_t>(), argmax.mutable_data_ptr<int64_t>());
+        const auto run = [&](auto index_tag, auto with_argmax) {
+          forward_nhwc<scalar_t, decltype(index_tag), decltype(with_argmax)::value>(
+              input.const_data_ptr<scalar_t>(), boxes.const_data_ptr<scalar_t>(), batch, p,
+              !p.channels_last, out.mutable_data_ptr<scalar_t>(),
+              argmax.defined() ? argmax.mutable_data_ptr<int64_t>() : nullptr);
         };
-        if (small_plane) {
-          run(int32_t{});
+        if (!argmax.defined()) {
+          run(int32_t{}, std::false_type{});  // no cell index is kept: its width is moot
+        } else if (small_plane) {
+          run(int32_t{}, std::true_type{});
         } else {
-          run(int64_t{});
+          run(int64_t{}, std::true_type{});
         }
       });
+}
+
+std::tuple<at::Tensor, at::Tensor> roi_pool_cpu(
+    const at::Tensor& input, const at::Tensor& boxes, double spatial_scale, int64_t pooled_h,
+    int64_t pooled_w, bool /*deterministic*/) {
+  check_roi_pool_inputs(input, boxes, spatial_scale, pooled_h, pooled_w);
+  at::Tensor out = pooled_output(input, boxes, pooled_h, pooled_w, input.scalar_type());
+  at::Tensor argmax = pooled_output(input, boxes, pooled_h, pooled_w, at::kLong);
+  forward(input, boxes, spatial_scale, pooled_h, pooled_w, out, argmax);
   return {out, argmax};
+}
+
+at::Tensor roi_pool_inference_cpu(
+    const at::Tensor& input, const at::Tensor& boxes, double spatial_scale, int64_t pooled_h,
+    int64_t pooled_w) {
+  check_roi_pool_inputs(input, boxes, spatial_scale, pooled_h, pooled_w);
+  at::Tensor out = pooled_output(input, boxes, pooled_h, pooled_w, input.scalar_type());
+  forward(input, boxes, spatial_scale, pooled_h, pooled_w, out, at::Tensor());
+  return out;
 }
 
 at::Tensor roi_pool_backward_cpu(
@@ -217,34 +241,32 @@ at::Tensor roi_pool_backward_cpu(
     int64_t batch_size, int64_t channels, int64_t height, int64_t width, bool channels_last,
     bool /*deterministic: the CPU backward always is*/) {
   check_roi_pool_backward_inputs(grad_in, boxes_in, argmax_in, batch_size, channels, height, width);
-  const auto fmt = format_of(channels_last);
+  const auto fmt = memory_format_of(channels_last);
   const at::Tensor grad = grad_in.contiguous(fmt);
   const at::Tensor argmax = argmax_in.contiguous(fmt);
   const at::Tensor boxes = boxes_in.contiguous();
   const std::vector<int64_t> batch = roi_batch_indices(boxes, batch_size);
   const auto dtype = grad.scalar_type();
-  const bool half = dtype == at::kHalf || dtype == at::kBFloat16;
-  // at::empty honours the memory format (at::zeros does not).
-  at::Tensor acc = at::empty(
-                       {batch_size, channels, height, width},
-                       grad.options().dtype(half ? at::kFloat : dtype).memory_format(fmt))
-                       .zero_();
+  at::Tensor acc = zeroed_grad_map({batch_size, channels, height, width}, grad, fmt);
   if (grad.numel() > 0 && acc.numel() > 0) {
+    // The op gets no spatial_scale: the argmax already says where each bin's max was.
+    const RoiParams p = pool_params(
+        batch_size, channels, height, width, 1.0, grad.size(2), grad.size(3), channels_last);
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "roi_pool_backward_cpu", [&] {
       using G = at::opmath_type<scalar_t>;
       backward(
-          grad.const_data_ptr<scalar_t>(), argmax.const_data_ptr<int64_t>(), batch, batch_size,
-          channels, height * width, grad.size(2) * grad.size(3), channels_last,
+          grad.const_data_ptr<scalar_t>(), argmax.const_data_ptr<int64_t>(), batch, p,
           acc.mutable_data_ptr<G>());
     });
   }
-  return half ? acc.to(dtype) : acc;
+  return finish_grad_map(acc, dtype);
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(frcnn_fast, CPU, m) {
   m.impl("roi_pool", &roi_pool_cpu);
+  m.impl("roi_pool_inference", &roi_pool_inference_cpu);
   m.impl("_roi_pool_backward", &roi_pool_backward_cpu);
 }
 

@@ -7,9 +7,9 @@
 #include <climits>
 #include <vector>
 
+#include "../common/roi_checks.h"
 #include "../common/roi_math.h"
 #include "../roi_align.h"
-#include "../roi_checks.h"
 #include "device.cuh"
 #include "launch.cuh"
 #include "roi_common.cuh"
@@ -58,61 +58,65 @@ struct LevelSet {
 };
 
 template <typename G, typename scalar_t>
-FRCNN_HOST_DEVICE AlignRoi<G> roi_geometry(
-    const scalar_t* b, double scale, int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio,
-    bool aligned) {
+FRCNN_HOST_DEVICE AlignRoi<G> roi_geometry(const scalar_t* b, double scale, const RoiParams& p) {
   return align_roi<G>(
       static_cast<G>(b[1]), static_cast<G>(b[2]), static_cast<G>(b[3]), static_cast<G>(b[4]),
-      static_cast<G>(scale), pooled_h, pooled_w, sampling_ratio, aligned);
+      static_cast<G>(scale), p.pooled_h, p.pooled_w, p.sampling_ratio, p.aligned);
+}
+
+// visit(ys, xs) for every valid bilinear sample of bin (ph, pw), row by row: the CPU's order.
+template <typename G, typename Visit>
+__device__ __forceinline__ void for_each_sample(
+    const AlignRoi<G>& r, int64_t ph, int64_t pw, int64_t height, int64_t width, Visit&& visit) {
+  for (int64_t iy = 0; iy < r.grid_h; ++iy) {
+    const AxisSample<G> ys =
+        axis_sample(sample_coord(r.y_start, r.bin_h, ph, iy, r.grid_h), height);
+    if (!ys.valid) continue;
+    for (int64_t ix = 0; ix < r.grid_w; ++ix) {
+      const AxisSample<G> xs =
+          axis_sample(sample_coord(r.x_start, r.bin_w, pw, ix, r.grid_w), width);
+      if (xs.valid) visit(ys, xs);
+    }
+  }
 }
 
 template <typename scalar_t>
 __global__ void roi_align_forward_kernel(
     LevelSet<const scalar_t*> maps, const scalar_t* __restrict__ boxes,
     const int64_t* __restrict__ batch, const int64_t* __restrict__ levels, int64_t total,
-    int64_t batch_size, int64_t channels, int64_t pooled_h, int64_t pooled_w,
-    int64_t sampling_ratio, bool aligned, bool channels_last, scalar_t* __restrict__ out) {
+    RoiParams p, scalar_t* __restrict__ out) {
   using G = at::opmath_type<scalar_t>;
   FRCNN_GRID_STRIDE_LOOP(i, total) {
     int64_t k, c, ph, pw;
-    pooled_index(i, channels_last, channels, pooled_h, pooled_w, k, c, ph, pw);
-    const int64_t n = batch[k];
-    const int64_t l = levels != nullptr ? levels[k] : 0;
+    pooled_index(i, p.channels_last, p.channels, p.pooled_h, p.pooled_w, k, c, ph, pw);
+    const int64_t n = batch[k], l = levels != nullptr ? levels[k] : 0;
     G sum = G(0);
     G count = G(1);
     // Indices were validated on the host; the bounds only guarantee no stray read.
-    if (n >= 0 && n < batch_size && l >= 0 && l < maps.count) {
+    if (n >= 0 && n < p.batch_size && l >= 0 && l < maps.count) {
       const int64_t height = maps.height[l], width = maps.width[l];
-      const AlignRoi<G> r = roi_geometry<G>(
-          boxes + 5 * k, maps.scale[l], pooled_h, pooled_w, sampling_ratio, aligned);
+      const AlignRoi<G> r = roi_geometry<G>(boxes + 5 * k, maps.scale[l], p);
       count = r.count;
       const scalar_t* x = maps.data[l];
-      for (int64_t iy = 0; iy < r.grid_h; ++iy) {
-        const AxisSample<G> ys =
-            axis_sample(sample_coord(r.y_start, r.bin_h, ph, iy, r.grid_h), height);
-        if (!ys.valid) continue;
-        for (int64_t ix = 0; ix < r.grid_w; ++ix) {
-          const AxisSample<G> xs =
-              axis_sample(sample_coord(r.x_start, r.bin_w, pw, ix, r.grid_w), width);
-          if (!xs.valid) continue;
-          const G w0 = ys.w_low * xs.w_low, w1 = ys.w_low * xs.w_high;
-          const G w2 = ys.w_high * xs.w_low, w3 = ys.w_high * xs.w_high;
-          const auto value_at = [&](int64_t yy, int64_t xx) {
-            return static_cast<G>(
-                x[nchw_offset(channels_last, n, c, yy, xx, channels, height, width)]);
-          };
-          const G v0 = value_at(ys.low, xs.low), v1 = value_at(ys.low, xs.high);
-          const G v2 = value_at(ys.high, xs.low), v3 = value_at(ys.high, xs.high);
-          if (channels_last) {
-            sum += w0 * v0;
-            sum += w1 * v1;
-            sum += w2 * v2;
-            sum += w3 * v3;
-          } else {
-            sum += w0 * v0 + w1 * v1 + w2 * v2 + w3 * v3;
-          }
-        }
-      }
+      for_each_sample(
+          r, ph, pw, height, width, [&](const AxisSample<G>& ys, const AxisSample<G>& xs) {
+            const G w0 = ys.w_low * xs.w_low, w1 = ys.w_low * xs.w_high;
+            const G w2 = ys.w_high * xs.w_low, w3 = ys.w_high * xs.w_high;
+            const auto value_at = [&](int64_t yy, int64_t xx) {
+              return static_cast<G>(
+                  x[nchw_offset(p.channels_last, n, c, yy, xx, p.channels, height, width)]);
+            };
+            const G v0 = value_at(ys.low, xs.low), v1 = value_at(ys.low, xs.high);
+            const G v2 = value_at(ys.high, xs.low), v3 = value_at(ys.high, xs.high);
+            if (p.channels_last) {
+              sum += w0 * v0;
+              sum += w1 * v1;
+              sum += w2 * v2;
+              sum += w3 * v3;
+            } else {
+              sum += w0 * v0 + w1 * v1 + w2 * v2 + w3 * v3;
+            }
+          });
     }
     out[i] = static_cast<scalar_t>(sum / count);
   }
@@ -122,38 +126,29 @@ template <typename scalar_t>
 __global__ void roi_align_backward_atomic_kernel(
     const scalar_t* __restrict__ grad, LevelSet<at::opmath_type<scalar_t>*> grads,
     const scalar_t* __restrict__ boxes, const int64_t* __restrict__ batch,
-    const int64_t* __restrict__ levels, int64_t total, int64_t batch_size, int64_t channels,
-    int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio, bool aligned, bool channels_last) {
+    const int64_t* __restrict__ levels, int64_t total, RoiParams p) {
   using G = at::opmath_type<scalar_t>;
   FRCNN_GRID_STRIDE_LOOP(i, total) {
     int64_t k, c, ph, pw;
-    pooled_index(i, channels_last, channels, pooled_h, pooled_w, k, c, ph, pw);
-    const int64_t n = batch[k];
-    const int64_t l = levels != nullptr ? levels[k] : 0;
-    if (n < 0 || n >= batch_size || l < 0 || l >= grads.count) continue;
+    pooled_index(i, p.channels_last, p.channels, p.pooled_h, p.pooled_w, k, c, ph, pw);
+    const int64_t n = batch[k], l = levels != nullptr ? levels[k] : 0;
+    if (n < 0 || n >= p.batch_size || l < 0 || l >= grads.count) continue;
     const int64_t height = grads.height[l], width = grads.width[l];
-    const AlignRoi<G> r =
-        roi_geometry<G>(boxes + 5 * k, grads.scale[l], pooled_h, pooled_w, sampling_ratio, aligned);
+    const AlignRoi<G> r = roi_geometry<G>(boxes + 5 * k, grads.scale[l], p);
     const G gv = static_cast<G>(grad[i]) / r.count;
     G* dst = grads.data[l];
-    for (int64_t iy = 0; iy < r.grid_h; ++iy) {
-      const AxisSample<G> ys =
-          axis_sample(sample_coord(r.y_start, r.bin_h, ph, iy, r.grid_h), height);
-      if (!ys.valid) continue;
-      for (int64_t ix = 0; ix < r.grid_w; ++ix) {
-        const AxisSample<G> xs =
-            axis_sample(sample_coord(r.x_start, r.bin_w, pw, ix, r.grid_w), width);
-        if (!xs.valid) continue;
-        const auto add = [&](int64_t yy, int64_t xx, G w) {
-          atomicAdd(
-              dst + nchw_offset(channels_last, n, c, yy, xx, channels, height, width), w * gv);
-        };
-        add(ys.low, xs.low, ys.w_low * xs.w_low);
-        add(ys.low, xs.high, ys.w_low * xs.w_high);
-        add(ys.high, xs.low, ys.w_high * xs.w_low);
-        add(ys.high, xs.high, ys.w_high * xs.w_high);
-      }
-    }
+    for_each_sample(
+        r, ph, pw, height, width, [&](const AxisSample<G>& ys, const AxisSample<G>& xs) {
+          const auto add = [&](int64_t yy, int64_t xx, G w) {
+            atomicAdd(
+                dst + nchw_offset(p.channels_last, n, c, yy, xx, p.channels, height, width),
+                w * gv);
+          };
+          add(ys.low, xs.low, ys.w_low * xs.w_low);
+          add(ys.low, xs.high, ys.w_low * xs.w_high);
+          add(ys.high, xs.low, ys.w_high * xs.w_low);
+          add(ys.high, xs.high, ys.w_high * xs.w_high);
+        });
   }
 }
 
@@ -161,26 +156,22 @@ template <typename scalar_t>
 __global__ void roi_align_backward_deterministic_kernel(
     const scalar_t* __restrict__ grad, LevelSet<at::opmath_type<scalar_t>*> grads,
     const scalar_t* __restrict__ boxes, const int64_t* __restrict__ levels,
-    const int64_t* __restrict__ order, const int64_t* __restrict__ offsets, int64_t batch_size,
-    int64_t channels, int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio, bool aligned,
-    int64_t chunk, bool channels_last) {
+    const int64_t* __restrict__ order, const int64_t* __restrict__ offsets, RoiParams p,
+    int64_t chunk) {
   using G = at::opmath_type<scalar_t>;
   FRCNN_DYNAMIC_SHARED(int, span);
-  const int64_t chunks = (channels + chunk - 1) / chunk;
-  for (int64_t task = blockIdx.x; task < batch_size * chunks; task += gridDim.x) {
-    const int64_t n = task / chunks;
-    const int64_t c0 = (task % chunks) * chunk;
-    const int64_t nc = chunk < channels - c0 ? chunk : channels - c0;
+  const int64_t chunks = (p.channels + chunk - 1) / chunk;
+  for (int64_t task = blockIdx.x; task < p.batch_size * chunks; task += gridDim.x) {
+    const auto [n, c0, nc] = det_task(task, chunks, chunk, p.channels);
     for (int64_t i = offsets[n]; i < offsets[n + 1]; ++i) {
       const int64_t k = order[i];
       const int64_t l = levels != nullptr ? levels[k] : 0;
       // Same for every thread of the block, so skipping keeps the barriers uniform.
       if (l < 0 || l >= grads.count) continue;
       const int64_t height = grads.height[l], width = grads.width[l];
-      const AlignRoi<G> r = roi_geometry<G>(
-          boxes + 5 * k, grads.scale[l], pooled_h, pooled_w, sampling_ratio, aligned);
+      const AlignRoi<G> r = roi_geometry<G>(boxes + 5 * k, grads.scale[l], p);
       const int64_t gh = r.grid_h, gw = r.grid_w;
-      const int64_t ny = pooled_h * gh, nx = pooled_w * gw;
+      const int64_t ny = p.pooled_h * gh, nx = p.pooled_w * gw;
       // [row_lo | row_hi] per row, [col_lo | col_hi] per column, then the footprint bounds.
       int* row_lo = span;
       int* row_hi = span + height;
@@ -219,7 +210,7 @@ __global__ void roi_align_backward_deterministic_kernel(
       G* plane_base = grads.data[l];
       for (int64_t it = threadIdx.x; it < items; it += blockDim.x) {
         int64_t c, cell;
-        if (channels_last) {  // channels fastest: neighbouring threads, neighbouring addresses
+        if (p.channels_last) {  // channels fastest: neighbouring threads, neighbouring addresses
           c = c0 + it % nc;
           cell = it / nc;
         } else {
@@ -229,13 +220,13 @@ __global__ void roi_align_backward_deterministic_kernel(
         const int64_t h = y0 + cell / rw, w = x0 + cell % rw;
         const int64_t slo = row_lo[h], shi = row_hi[h], tlo = col_lo[w], thi = col_hi[w];
         if (slo >= shi || tlo >= thi) continue;  // no sample of this RoI touches the cell
-        G* dst = plane_base + nchw_offset(channels_last, n, c, h, w, channels, height, width);
+        G* dst = plane_base + nchw_offset(p.channels_last, n, c, h, w, p.channels, height, width);
         G acc = *dst;
         bool hit = false;
         for (int64_t ph = slo / gh; ph <= (shi - 1) / gh; ++ph) {
           for (int64_t pw = tlo / gw; pw <= (thi - 1) / gw; ++pw) {
             const G gv = static_cast<G>(grad[pooled_offset(
-                             channels_last, k, c, ph, pw, channels, pooled_h, pooled_w)]) /
+                             p.channels_last, k, c, ph, pw, p.channels, p.pooled_h, p.pooled_w)]) /
                 r.count;
             const int64_t iy1 = (shi < (ph + 1) * gh ? shi : (ph + 1) * gh) - ph * gh;
             for (int64_t iy = (slo > ph * gh ? slo : ph * gh) - ph * gh; iy < iy1; ++iy) {
@@ -278,9 +269,11 @@ at::Tensor multilevel_forward_cuda(
   std::vector<at::Tensor> inputs;
   for (const auto& x : inputs_in) inputs.push_back(x.contiguous(fmt));
   const at::Tensor boxes = boxes_in.contiguous();
-  const int64_t n = inputs[0].size(0), c = inputs[0].size(1), k = boxes.size(0);
-  at::Tensor out = at::empty({k, c, pooled_h, pooled_w}, inputs[0].options().memory_format(fmt));
+  const int64_t n = inputs[0].size(0), c = inputs[0].size(1);
+  at::Tensor out =
+      pooled_output(inputs_in[0], boxes, pooled_h, pooled_w, inputs_in[0].scalar_type());
   if (out.numel() == 0) return out;
+  const RoiParams p = align_params(n, c, pooled_h, pooled_w, sampling_ratio, aligned, nhwc);
   const int64_t num_levels = static_cast<int64_t>(inputs.size());
   const at::Tensor levels = levels_in.defined() ? levels_in.contiguous() : at::Tensor();
   const at::Tensor batch = checked_batch_index(boxes, n, levels, num_levels);
@@ -299,8 +292,8 @@ at::Tensor multilevel_forward_cuda(
         FRCNN_LAUNCH(
             roi_align_forward_kernel<scalar_t>, blocks_for(total), kThreadsPerBlock, 0, stream)(
             maps, boxes.const_data_ptr<scalar_t>(), batch.const_data_ptr<int64_t>(),
-            levels.defined() ? levels.const_data_ptr<int64_t>() : nullptr, total, n, c, pooled_h,
-            pooled_w, sampling_ratio, aligned, nhwc, out.mutable_data_ptr<scalar_t>());
+            levels.defined() ? levels.const_data_ptr<int64_t>() : nullptr, total, p,
+            out.mutable_data_ptr<scalar_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
   return out;
@@ -312,17 +305,10 @@ std::vector<at::Tensor> multilevel_backward_cuda(
     int64_t channels, c10::ArrayRef<int64_t> heights, c10::ArrayRef<int64_t> widths,
     int64_t sampling_ratio, bool aligned, bool channels_last, bool deterministic) {
   TORCH_CHECK(
-      heights.size() == scales.size() && widths.size() == scales.size() && !scales.empty(),
-      "heights, widths and spatial_scales must have one entry per level, got ", heights.size(),
-      ", ", widths.size(), " and ", scales.size());
-  TORCH_CHECK(
       static_cast<int64_t>(scales.size()) <= kMaxLevels, "spatial_scales must hold at most ",
       kMaxLevels, " levels on CUDA, got ", scales.size());
-  check_roi_align_backward_inputs(grad_in, boxes_in, pooled_h, pooled_w, batch_size, channels);
   int64_t max_h = 0, max_w = 0;
   for (size_t l = 0; l < scales.size(); ++l) {
-    check_input_shape(batch_size, channels, heights[l], widths[l]);
-    check_spatial_scale(scales[l], "spatial_scales");
     max_h = std::max(max_h, heights[l]);
     max_w = std::max(max_w, widths[l]);
   }
@@ -331,13 +317,10 @@ std::vector<at::Tensor> multilevel_backward_cuda(
   const at::Tensor boxes = boxes_in.contiguous();
   const at::Tensor grad = grad_in.contiguous(fmt);
   const auto dtype = grad.scalar_type();
-  const bool half = dtype == at::kHalf || dtype == at::kBFloat16;
-  // Half types accumulate in float32 (no half atomics) and round once at the end.
-  const auto acc_options = grad.options().dtype(half ? at::kFloat : dtype).memory_format(fmt);
   std::vector<at::Tensor> acc;
   bool any = false;
   for (size_t l = 0; l < scales.size(); ++l) {
-    acc.push_back(at::empty({batch_size, channels, heights[l], widths[l]}, acc_options).zero_());
+    acc.push_back(zeroed_grad_map({batch_size, channels, heights[l], widths[l]}, grad, fmt));
     any = any || acc.back().numel() > 0;
   }
   if (grad.numel() > 0 && any) {
@@ -347,6 +330,8 @@ std::vector<at::Tensor> multilevel_backward_cuda(
     const int64_t* level_ptr = levels.defined() ? levels.const_data_ptr<int64_t>() : nullptr;
     const cudaStream_t stream = current_stream();
     const bool det = deterministic || at::globalContext().deterministicAlgorithms();
+    const RoiParams p = align_params(
+        batch_size, channels, pooled_h, pooled_w, sampling_ratio, aligned, channels_last);
     AT_DISPATCH_FLOATING_TYPES_AND2(
         at::kHalf, at::kBFloat16, dtype, "roi_align_backward_cuda", [&] {
           using G = at::opmath_type<scalar_t>;
@@ -373,8 +358,7 @@ std::vector<at::Tensor> multilevel_backward_cuda(
             FRCNN_LAUNCH(
                 roi_align_backward_deterministic_kernel<scalar_t>, grid, kDetThreads, smem, stream)(
                 grad.const_data_ptr<scalar_t>(), grads, boxes.const_data_ptr<scalar_t>(), level_ptr,
-                g.order.const_data_ptr<int64_t>(), g.offsets.const_data_ptr<int64_t>(), batch_size,
-                channels, pooled_h, pooled_w, sampling_ratio, aligned, chunk, channels_last);
+                g.order.const_data_ptr<int64_t>(), g.offsets.const_data_ptr<int64_t>(), p, chunk);
             C10_CUDA_KERNEL_LAUNCH_CHECK();
           } else {
             const int64_t total = grad.numel();
@@ -382,15 +366,12 @@ std::vector<at::Tensor> multilevel_backward_cuda(
                 roi_align_backward_atomic_kernel<scalar_t>, blocks_for(total), kThreadsPerBlock, 0,
                 stream)(
                 grad.const_data_ptr<scalar_t>(), grads, boxes.const_data_ptr<scalar_t>(),
-                batch.const_data_ptr<int64_t>(), level_ptr, total, batch_size, channels, pooled_h,
-                pooled_w, sampling_ratio, aligned, channels_last);
+                batch.const_data_ptr<int64_t>(), level_ptr, total, p);
             C10_CUDA_KERNEL_LAUNCH_CHECK();
           }
         });
   }
-  if (half) {
-    for (auto& a : acc) a = a.to(dtype);
-  }
+  for (auto& a : acc) a = finish_grad_map(a, dtype);
   return acc;
 }
 
@@ -406,6 +387,8 @@ at::Tensor roi_align_backward_cuda(
     const at::Tensor& grad, const at::Tensor& boxes, double spatial_scale, int64_t pooled_h,
     int64_t pooled_w, int64_t batch_size, int64_t channels, int64_t height, int64_t width,
     int64_t sampling_ratio, bool aligned, bool channels_last, bool deterministic) {
+  check_roi_align_backward_inputs(
+      grad, boxes, spatial_scale, pooled_h, pooled_w, batch_size, channels, height, width);
   return multilevel_backward_cuda(
       grad, boxes, at::Tensor(), {spatial_scale}, pooled_h, pooled_w, batch_size, channels,
       {height}, {width}, sampling_ratio, aligned, channels_last, deterministic)[0];
@@ -425,7 +408,9 @@ std::vector<at::Tensor> multilevel_roi_align_backward_cuda(
     c10::ArrayRef<double> spatial_scales, int64_t pooled_h, int64_t pooled_w, int64_t batch_size,
     int64_t channels, c10::ArrayRef<int64_t> heights, c10::ArrayRef<int64_t> widths,
     int64_t sampling_ratio, bool aligned, bool channels_last, bool deterministic) {
-  check_levels(levels, boxes, static_cast<int64_t>(spatial_scales.size()));
+  check_multilevel_roi_align_backward_inputs(
+      grad, boxes, levels, spatial_scales, pooled_h, pooled_w, batch_size, channels, heights,
+      widths);
   return multilevel_backward_cuda(
       grad, boxes, levels, spatial_scales, pooled_h, pooled_w, batch_size, channels, heights,
       widths, sampling_ratio, aligned, channels_last, deterministic);

@@ -6,7 +6,9 @@
 #include <cstdint>
 
 #include "../common/macros.h"
-#include "../cpu/roi_index.h"
+#include "../common/roi_index.h"
+#include "../common/roi_layout.h"
+#include "../common/roi_params.h"
 #include "device.cuh"
 
 namespace frcnn_fast {
@@ -91,6 +93,17 @@ inline DeviceRoisByImage group_by_image_device(const at::Tensor& batch, int64_t 
   return {order, offsets};
 }
 
+// Task `task` of a deterministic backward: the gradient planes of image n, channels
+// [c0, c0 + nc), out of `chunks` chunks of `chunk` channels per image.
+struct DetTask {
+  int64_t n, c0, nc;
+};
+
+FRCNN_HOST_DEVICE DetTask det_task(int64_t task, int64_t chunks, int64_t chunk, int64_t channels) {
+  const int64_t c0 = (task % chunks) * chunk;
+  return {task / chunks, c0, chunk < channels - c0 ? chunk : channels - c0};
+}
+
 // Channels per block of a deterministic backward: one block owns (image, channel chunk)
 // gradient planes. More channels per block share one RoI's geometry set-up; fewer give more
 // blocks. Any value gives the same bits (a pixel's sum order does not depend on it).
@@ -98,10 +111,6 @@ inline int64_t det_channel_chunk(int64_t batch_size, int64_t channels) {
   int64_t cb = 1;
   while (cb < 8 && batch_size * ((channels + 2 * cb - 1) / (2 * cb)) >= 1024) cb *= 2;
   return cb;
-}
-
-inline at::MemoryFormat memory_format_of(bool channels_last) {
-  return channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
 }
 
 }  // namespace frcnn_fast

@@ -7,8 +7,8 @@
 #include <cfloat>
 #include <tuple>
 
+#include "../common/roi_checks.h"
 #include "../common/roi_math.h"
-#include "../roi_checks.h"
 #include "../roi_pool.h"
 #include "device.cuh"
 #include "launch.cuh"
@@ -18,7 +18,8 @@
 //
 // Forward: one thread per output element (k, c, ph, pw), in the output's memory order (NCHW or
 // NHWC, so that neighbouring threads write neighbouring elements); it scans its bin's cells in
-// row-major order keeping the first strict maximum, exactly as the CPU kernel does.
+// row-major order keeping the first strict maximum, exactly as the CPU kernel does. Without an
+// argmax buffer (roi_pool_inference) it only skips storing the cell: the same output bits.
 //
 // Backward, atomic (default): one thread per gradient element adds it to its argmax cell with
 // atomicAdd into a float (double for float64) buffer. Several bins (overlapping bins of one
@@ -43,41 +44,41 @@ constexpr int kDetThreads = 128;
 template <typename scalar_t>
 __global__ void roi_pool_forward_kernel(
     const scalar_t* __restrict__ input, const scalar_t* __restrict__ boxes,
-    const int64_t* __restrict__ batch, int64_t total, int64_t batch_size, int64_t channels,
-    int64_t height, int64_t width, double scale, int64_t pooled_h, int64_t pooled_w,
-    bool channels_last, scalar_t* __restrict__ out, int64_t* __restrict__ argmax) {
+    const int64_t* __restrict__ batch, int64_t total, RoiParams p, scalar_t* __restrict__ out,
+    int64_t* __restrict__ argmax) {
   using G = at::opmath_type<scalar_t>;
   // -max of G (std::numeric_limits is host-only without --expt-relaxed-constexpr)
   const G lowest =
       sizeof(G) == sizeof(double) ? static_cast<G>(-DBL_MAX) : static_cast<G>(-FLT_MAX);
   FRCNN_GRID_STRIDE_LOOP(i, total) {
     int64_t k, c, ph, pw;
-    pooled_index(i, channels_last, channels, pooled_h, pooled_w, k, c, ph, pw);
+    pooled_index(i, p.channels_last, p.channels, p.pooled_h, p.pooled_w, k, c, ph, pw);
     const scalar_t* b = boxes + 5 * k;
     const int64_t n = batch[k];
     const PoolRoi r = pool_roi<G>(
         static_cast<G>(b[1]), static_cast<G>(b[2]), static_cast<G>(b[3]), static_cast<G>(b[4]),
-        static_cast<G>(scale));
-    const CellRange y = pool_bin<G>(ph, pooled_h, r.y_start, r.height, height);
-    const CellRange x = pool_bin<G>(pw, pooled_w, r.x_start, r.width, width);
+        static_cast<G>(p.spatial_scale));
+    const CellRange y = pool_bin<G>(ph, p.pooled_h, r.y_start, r.height, p.height);
+    const CellRange x = pool_bin<G>(pw, p.pooled_w, r.x_start, r.width, p.width);
     // A bad batch index was rejected on the host; the bound here only guarantees no stray read.
-    const bool empty = !r.valid || n < 0 || n >= batch_size || y.end <= y.begin || x.end <= x.begin;
+    const bool empty =
+        !r.valid || n < 0 || n >= p.batch_size || y.end <= y.begin || x.end <= x.begin;
     G m = empty ? G(0) : lowest;
     int64_t arg = -1;
     if (!empty) {
       for (int64_t h = y.begin; h < y.end; ++h) {
         for (int64_t w = x.begin; w < x.end; ++w) {
           const G v = static_cast<G>(
-              input[nchw_offset(channels_last, n, c, h, w, channels, height, width)]);
+              input[nchw_offset(p.channels_last, n, c, h, w, p.channels, p.height, p.width)]);
           if (v > m) {
             m = v;
-            arg = h * width + w;
+            arg = h * p.width + w;
           }
         }
       }
     }
     out[i] = static_cast<scalar_t>(m);
-    argmax[i] = arg;
+    if (argmax != nullptr) argmax[i] = arg;
   }
 }
 
@@ -96,20 +97,20 @@ FRCNN_HOST_DEVICE void grad_kc(
 template <typename scalar_t>
 __global__ void roi_pool_backward_atomic_kernel(
     const scalar_t* __restrict__ grad, const int64_t* __restrict__ argmax,
-    const int64_t* __restrict__ batch, int64_t total, int64_t batch_size, int64_t channels,
-    int64_t height, int64_t width, int64_t bins, bool channels_last,
+    const int64_t* __restrict__ batch, int64_t total, RoiParams p,
     at::opmath_type<scalar_t>* __restrict__ grad_input) {
   using G = at::opmath_type<scalar_t>;
-  const int64_t plane = height * width;
+  const int64_t plane = p.height * p.width, bins = p.bins();
   FRCNN_GRID_STRIDE_LOOP(i, total) {
     const int64_t a = argmax[i];
     int64_t k, c;
-    grad_kc(i, channels_last, channels, bins, k, c);
+    grad_kc(i, p.channels_last, p.channels, bins, k, c);
     const int64_t n = batch[k];
-    if (a < 0 || a >= plane || n < 0 || n >= batch_size) continue;
+    if (a < 0 || a >= plane || n < 0 || n >= p.batch_size) continue;
     atomicAdd(
         grad_input +
-            nchw_offset(channels_last, n, c, a / width, a % width, channels, height, width),
+            nchw_offset(
+                p.channels_last, n, c, a / p.width, a % p.width, p.channels, p.height, p.width),
         static_cast<G>(grad[i]));
   }
 }
@@ -117,32 +118,32 @@ __global__ void roi_pool_backward_atomic_kernel(
 template <typename scalar_t>
 __global__ void roi_pool_backward_deterministic_kernel(
     const scalar_t* __restrict__ grad, const int64_t* __restrict__ argmax,
-    const int64_t* __restrict__ order, const int64_t* __restrict__ offsets, int64_t batch_size,
-    int64_t channels, int64_t height, int64_t width, int64_t bins, int64_t chunk,
-    bool channels_last, at::opmath_type<scalar_t>* __restrict__ grad_input) {
+    const int64_t* __restrict__ order, const int64_t* __restrict__ offsets, RoiParams p,
+    int64_t chunk, at::opmath_type<scalar_t>* __restrict__ grad_input) {
   using G = at::opmath_type<scalar_t>;
-  const int64_t plane = height * width;
-  const int64_t chunks = (channels + chunk - 1) / chunk;
-  for (int64_t task = blockIdx.x; task < batch_size * chunks; task += gridDim.x) {
-    const int64_t n = task / chunks;
-    const int64_t c0 = (task % chunks) * chunk;
-    const int64_t nc = chunk < channels - c0 ? chunk : channels - c0;
+  const int64_t plane = p.height * p.width, bins = p.bins();
+  const int64_t chunks = (p.channels + chunk - 1) / chunk;
+  for (int64_t task = blockIdx.x; task < p.batch_size * chunks; task += gridDim.x) {
+    const auto [n, c0, nc] = det_task(task, chunks, chunk, p.channels);
     for (int64_t i = offsets[n]; i < offsets[n + 1]; ++i) {
       const int64_t k = order[i];
       for (int64_t it = threadIdx.x; it < nc * bins; it += blockDim.x) {
         // Channels fastest for NHWC (neighbouring threads read neighbouring addresses).
-        const int64_t c = c0 + (channels_last ? it % nc : it / bins);
-        const int64_t b = channels_last ? it / nc : it % bins;
+        const int64_t c = c0 + (p.channels_last ? it % nc : it / bins);
+        const int64_t b = p.channels_last ? it / nc : it % bins;
         // Element (k, c, bin j) of grad/argmax.
-        const int64_t base = channels_last ? k * bins * channels + c : (k * channels + c) * bins;
-        const int64_t step = channels_last ? channels : 1;
+        const int64_t base =
+            p.channels_last ? k * bins * p.channels + c : (k * p.channels + c) * bins;
+        const int64_t step = p.channels_last ? p.channels : 1;
         const int64_t a = argmax[base + b * step];
         if (a < 0 || a >= plane) continue;
         bool leader = true;
         for (int64_t j = 0; j < b && leader; ++j) leader = argmax[base + j * step] != a;
         if (!leader) continue;
-        G* dst = grad_input +
-            nchw_offset(channels_last, n, c, a / width, a % width, channels, height, width);
+        G* dst =
+            grad_input +
+            nchw_offset(
+                p.channels_last, n, c, a / p.width, a % p.width, p.channels, p.height, p.width);
         G acc = *dst;
         for (int64_t j = b; j < bins; ++j) {
           if (argmax[base + j * step] == a) acc += static_cast<G>(grad[base + j * step]);
@@ -155,21 +156,18 @@ __global__ void roi_pool_backward_deterministic_kernel(
   }
 }
 
-std::tuple<at::Tensor, at::Tensor> roi_pool_cuda(
+// `argmax` undefined: inference. Outputs keep the input's layout.
+void forward_cuda(
     const at::Tensor& input_in, const at::Tensor& boxes_in, double spatial_scale, int64_t pooled_h,
-    int64_t pooled_w, bool /*deterministic: the forward always is*/) {
-  check_roi_pool_inputs(input_in, boxes_in, spatial_scale, pooled_h, pooled_w);
-  const DeviceGuard guard(input_in.device());
+    int64_t pooled_w, const at::Tensor& out, const at::Tensor& argmax) {
   const bool nhwc = use_channels_last(input_in);
-  const auto fmt = memory_format_of(nhwc);
-  const at::Tensor input = input_in.contiguous(fmt);
+  const at::Tensor input = input_in.contiguous(memory_format_of(nhwc));
   const at::Tensor boxes = boxes_in.contiguous();
-  const int64_t n = input.size(0), c = input.size(1), k = boxes.size(0);
-  at::Tensor out = at::empty({k, c, pooled_h, pooled_w}, input.options().memory_format(fmt));
-  at::Tensor argmax =
-      at::empty({k, c, pooled_h, pooled_w}, input.options().dtype(at::kLong).memory_format(fmt));
-  if (out.numel() == 0) return {out, argmax};
-  const at::Tensor batch = checked_batch_index(boxes, n);
+  const RoiParams p = pool_params(
+      input.size(0), input.size(1), input.size(2), input.size(3), spatial_scale, pooled_h, pooled_w,
+      nhwc);
+  if (out.numel() == 0) return;
+  const at::Tensor batch = checked_batch_index(boxes, p.batch_size);
   const int64_t total = out.numel();
   const cudaStream_t stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES_AND2(
@@ -177,12 +175,31 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_cuda(
         FRCNN_LAUNCH(
             roi_pool_forward_kernel<scalar_t>, blocks_for(total), kThreadsPerBlock, 0, stream)(
             input.const_data_ptr<scalar_t>(), boxes.const_data_ptr<scalar_t>(),
-            batch.const_data_ptr<int64_t>(), total, n, c, input.size(2), input.size(3),
-            spatial_scale, pooled_h, pooled_w, nhwc, out.mutable_data_ptr<scalar_t>(),
-            argmax.mutable_data_ptr<int64_t>());
+            batch.const_data_ptr<int64_t>(), total, p, out.mutable_data_ptr<scalar_t>(),
+            argmax.defined() ? argmax.mutable_data_ptr<int64_t>() : nullptr);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
+}
+
+std::tuple<at::Tensor, at::Tensor> roi_pool_cuda(
+    const at::Tensor& input, const at::Tensor& boxes, double spatial_scale, int64_t pooled_h,
+    int64_t pooled_w, bool /*deterministic: the forward always is*/) {
+  check_roi_pool_inputs(input, boxes, spatial_scale, pooled_h, pooled_w);
+  const DeviceGuard guard(input.device());
+  at::Tensor out = pooled_output(input, boxes, pooled_h, pooled_w, input.scalar_type());
+  at::Tensor argmax = pooled_output(input, boxes, pooled_h, pooled_w, at::kLong);
+  forward_cuda(input, boxes, spatial_scale, pooled_h, pooled_w, out, argmax);
   return {out, argmax};
+}
+
+at::Tensor roi_pool_inference_cuda(
+    const at::Tensor& input, const at::Tensor& boxes, double spatial_scale, int64_t pooled_h,
+    int64_t pooled_w) {
+  check_roi_pool_inputs(input, boxes, spatial_scale, pooled_h, pooled_w);
+  const DeviceGuard guard(input.device());
+  at::Tensor out = pooled_output(input, boxes, pooled_h, pooled_w, input.scalar_type());
+  forward_cuda(input, boxes, spatial_scale, pooled_h, pooled_w, out, at::Tensor());
+  return out;
 }
 
 at::Tensor roi_pool_backward_cuda(
@@ -196,17 +213,14 @@ at::Tensor roi_pool_backward_cuda(
   const at::Tensor argmax = argmax_in.contiguous(fmt);
   const at::Tensor boxes = boxes_in.contiguous();
   const auto dtype = grad.scalar_type();
-  const bool half = dtype == at::kHalf || dtype == at::kBFloat16;
-  // Half types accumulate in float32 and round once (no half atomics); at::empty honours the
-  // memory format, at::zeros does not.
-  at::Tensor acc = at::empty(
-                       {batch_size, channels, height, width},
-                       grad.options().dtype(half ? at::kFloat : dtype).memory_format(fmt))
-                       .zero_();
-  if (grad.numel() == 0 || acc.numel() == 0) return half ? acc.to(dtype) : acc;
+  at::Tensor acc = zeroed_grad_map({batch_size, channels, height, width}, grad, fmt);
+  if (grad.numel() == 0 || acc.numel() == 0) return finish_grad_map(acc, dtype);
   const int64_t plane = height * width;
   const at::Tensor batch = checked_batch_index(boxes, batch_size, at::Tensor(), 0, argmax, plane);
-  const int64_t bins = grad.size(2) * grad.size(3);
+  // The op gets no spatial_scale: the argmax already says where each bin's max was.
+  const RoiParams p = pool_params(
+      batch_size, channels, height, width, 1.0, grad.size(2), grad.size(3), channels_last);
+  const int64_t bins = p.bins();
   const cudaStream_t stream = current_stream();
   if (deterministic || at::globalContext().deterministicAlgorithms()) {
     const DeviceRoisByImage g = group_by_image_device(batch, batch_size);
@@ -219,8 +233,8 @@ at::Tensor roi_pool_backward_cuda(
       using G = at::opmath_type<scalar_t>;
       FRCNN_LAUNCH(roi_pool_backward_deterministic_kernel<scalar_t>, grid, kDetThreads, 0, stream)(
           grad.const_data_ptr<scalar_t>(), argmax.const_data_ptr<int64_t>(),
-          g.order.const_data_ptr<int64_t>(), g.offsets.const_data_ptr<int64_t>(), batch_size,
-          channels, height, width, bins, chunk, channels_last, acc.mutable_data_ptr<G>());
+          g.order.const_data_ptr<int64_t>(), g.offsets.const_data_ptr<int64_t>(), p, chunk,
+          acc.mutable_data_ptr<G>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   } else {
@@ -231,18 +245,18 @@ at::Tensor roi_pool_backward_cuda(
           roi_pool_backward_atomic_kernel<scalar_t>, blocks_for(total), kThreadsPerBlock, 0,
           stream)(
           grad.const_data_ptr<scalar_t>(), argmax.const_data_ptr<int64_t>(),
-          batch.const_data_ptr<int64_t>(), total, batch_size, channels, height, width, bins,
-          channels_last, acc.mutable_data_ptr<G>());
+          batch.const_data_ptr<int64_t>(), total, p, acc.mutable_data_ptr<G>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   }
-  return half ? acc.to(dtype) : acc;
+  return finish_grad_map(acc, dtype);
 }
 
 }  // namespace
 
 FRCNN_CUDA_LIBRARY_IMPL(m) {
   m.impl("roi_pool", &roi_pool_cuda);
+  m.impl("roi_pool_inference", &roi_pool_inference_cuda);
   m.impl("_roi_pool_backward", &roi_pool_backward_cuda);
 }
 

@@ -62,8 +62,9 @@ def check_scale(spatial_scale, name="spatial_scale"):
 
 
 def channels_last(x: Tensor) -> bool:
-    """Whether the kernels take their NHWC path for ``x`` (the C++ ``use_channels_last``): a map
-    that is both contiguous and channels-last (C == 1, or H == W == 1) stays NCHW."""
+    """Whether the kernels take their NHWC path for ``x`` (``use_channels_last`` in
+    csrc/common/roi_layout.h): a map that is both contiguous and channels-last (C == 1, or
+    H == W == 1) stays NCHW."""
     return (not x.is_contiguous()) and x.is_contiguous(memory_format=torch.channels_last)
 
 

@@ -30,7 +30,8 @@ def roi_pool(
     ``Tensor[Ki, 4]``, in image coordinates; ``spatial_scale`` maps them onto ``input``.
     Differentiable in ``input``. ``deterministic`` (default
     ``torch.are_deterministic_algorithms_enabled()``) asks for a backward that gives the same
-    bits on every run; the CPU backward always does.
+    bits on every run; the CPU backward always does. Under ``torch.no_grad()`` or for an input
+    that does not require grad it runs ``roi_pool_inference``, which skips the argmax.
     """
     check_tensor(input, "input")
     rois = convert_boxes_to_roi_format(boxes)
@@ -38,7 +39,11 @@ def roi_pool(
     ph, pw = check_output_size(output_size)
     scale = check_scale(spatial_scale)
     det = resolve_deterministic(deterministic)
-    return torch.ops.frcnn_fast.roi_pool.default(input, rois, scale, ph, pw, det)[0]
+    if torch.is_grad_enabled() and input.requires_grad:
+        return torch.ops.frcnn_fast.roi_pool.default(input, rois, scale, ph, pw, det)[0]
+    # No gradient will flow back: the forward without argmax (same output bits), which neither
+    # computes nor stores the int64 argmax that only the backward reads.
+    return torch.ops.frcnn_fast.roi_pool_inference.default(input, rois, scale, ph, pw)
 
 
 def _setup_context(ctx, inputs, output):
@@ -61,6 +66,24 @@ def _backward(ctx, grad, _grad_argmax):
 
 torch.library.register_autograd("frcnn_fast::roi_pool", _backward, setup_context=_setup_context)
 no_double_backward("frcnn_fast::_roi_pool_backward", "roi_pool")
+
+
+def _inference_setup_context(ctx, inputs, output):
+    pass
+
+
+def _inference_backward(ctx, grad):
+    raise RuntimeError(
+        "roi_pool_inference has no argmax and so no gradient: call frcnn_fast.roi_pool, which "
+        "picks roi_pool when the input requires grad"
+    )
+
+
+# Registered so that a direct call on an input that requires grad fails clearly at backward
+# instead of returning a silently missing gradient.
+torch.library.register_autograd(
+    "frcnn_fast::roi_pool_inference", _inference_backward, setup_context=_inference_setup_context
+)
 
 
 class RoIPool(nn.Module):

@@ -5,10 +5,12 @@
 
 #include <cmath>
 
-#include "common/checks.h"
+#include "checks.h"
 
-// Input checks shared by RoI pooling and RoIAlign (forward and backward). The batch index of
-// each RoI is a value, so it is checked where the values are read (cpu/roi_index.h).
+// Input checks shared by RoI pooling and RoIAlign (forward and backward), called by the ops'
+// own checks in csrc/roi_pool.cpp and csrc/roi_align.cpp, which every CPU and CUDA kernel entry
+// starts with. The batch index of each RoI is a value, so it is checked where the values are
+// read (common/roi_index.h).
 
 namespace frcnn_fast {
 
@@ -18,11 +20,15 @@ inline void check_feature_map(const at::Tensor& input, const char* name) {
   check_floating(input, name);
 }
 
-inline void check_rois(const at::Tensor& boxes, const at::Tensor& input, const char* input_name) {
+inline void check_rois_shape(const at::Tensor& boxes) {
   TORCH_CHECK(boxes.defined(), "boxes must be a defined tensor");
   TORCH_CHECK(
       boxes.dim() == 2 && boxes.size(1) == 5,
       "boxes must have shape [K, 5] (batch_index, x1, y1, x2, y2), got ", boxes.sizes());
+}
+
+inline void check_rois(const at::Tensor& boxes, const at::Tensor& input, const char* input_name) {
+  check_rois_shape(boxes);
   check_floating(boxes, "boxes");
   check_same_dtype_device(input, input_name, boxes, "boxes");
 }
@@ -37,6 +43,16 @@ inline void check_spatial_scale(double spatial_scale, const char* name = "spatia
   TORCH_CHECK(
       std::isfinite(spatial_scale) && spatial_scale > 0, name, " must be positive and finite, got ",
       spatial_scale);
+}
+
+// A forward on one feature map: roi_pool, roi_pool_inference and roi_align.
+inline void check_single_map_inputs(
+    const at::Tensor& input, const at::Tensor& boxes, double spatial_scale, int64_t pooled_height,
+    int64_t pooled_width) {
+  check_feature_map(input, "input");
+  check_rois(boxes, input, "input");
+  check_output_size(pooled_height, pooled_width);
+  check_spatial_scale(spatial_scale);
 }
 
 // The gradient of a pooled map: [K, C, PH, PW] matching boxes and the pooled size.
@@ -59,12 +75,6 @@ inline void check_input_shape(int64_t batch_size, int64_t channels, int64_t heig
       batch_size >= 0 && channels >= 0 && height >= 0 && width >= 0,
       "input shape must be non-negative, got [", batch_size, ", ", channels, ", ", height, ", ",
       width, "]");
-}
-
-// NHWC kernels run when the input is channels-last and not also plain contiguous (a [N, C,
-// 1, 1] map or C == 1 is both; the NCHW kernel is right for those).
-inline bool use_channels_last(const at::Tensor& input) {
-  return !input.is_contiguous() && input.is_contiguous(at::MemoryFormat::ChannelsLast);
 }
 
 }  // namespace frcnn_fast
