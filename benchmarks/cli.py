@@ -24,6 +24,7 @@ from typing import List, Optional
 
 import torch
 
+from . import load as busy
 from . import report
 from .registry import IMPLS, all_ops
 from .runner import FAILED, REPO_ROOT, load_libraries, run
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-plot", action="store_true", help="do not write the .png")
     p.add_argument("--list", action="store_true", help="list ops and cases, then exit")
+    p.add_argument("--busy", type=int, default=0, metavar="N", help=busy.HELP)
     return p
 
 
@@ -178,6 +180,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             f"warning: load average {load} on {os.cpu_count()} cores: other processes will make CPU timings noisy\n"
         )
     start = timeit.default_timer()
+    spinners = busy.Spinners(args.busy, log)
     results = run(
         ops,
         impls,
@@ -190,6 +193,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         time_it=not args.check_only,
         log=log,
     )
+    spinners.stop()
     elapsed = timeit.default_timer() - start
     failures = [r for r in results if r.status in FAILED]
 
@@ -207,6 +211,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             stem += f"-{args.dtype}"
         if args.tag:
             stem += f"-{report.slugify(args.tag)}"
+        if args.busy:  # the mean times under load, beside the usual files
+            stem += f"-busy{args.busy}"
+            log(busy.summary(args.busy, ops, results, impls, args.out / f"{stem}-means.md"))
         meta["elapsed_s"] = round(elapsed, 1)
         meta["device"]["load_average_at_end"] = report.loadavg()
         json_path = args.out / f"{stem}.json"
