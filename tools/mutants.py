@@ -77,13 +77,25 @@ RULES: List[Tuple[str, str, str]] = [
 # File patterns -> (builds, pytest arguments). The first matching entry wins. "cpu": the
 # CPU-only _C; "emu": the emulated CUDA build.
 COVERAGE: List[Tuple[str, Tuple[str, ...], List[str]]] = [
-    ("csrc/cpu/box_area_kernel.cpp", ("cpu",), ["tests/test_box_ops.py", "-k", "area"]),
-    ("csrc/cpu/box_convert_kernel.cpp", ("cpu",), ["tests/test_box_ops.py", "-k", "convert"]),
-    ("csrc/cpu/clip_boxes_kernel.cpp", ("cpu",), ["tests/test_box_ops.py", "-k", "clip"]),
+    (
+        "csrc/cpu/box_area_kernel.cpp",
+        ("cpu",),
+        ["tests/test_box_ops.py", "-m", "not cuda_emu", "-k", "area"],
+    ),
+    (
+        "csrc/cpu/box_convert_kernel.cpp",
+        ("cpu",),
+        ["tests/test_box_ops.py", "-m", "not cuda_emu", "-k", "convert"],
+    ),
+    (
+        "csrc/cpu/clip_boxes_kernel.cpp",
+        ("cpu",),
+        ["tests/test_box_ops.py", "-m", "not cuda_emu", "-k", "clip"],
+    ),
     (
         "csrc/cpu/remove_small_boxes_kernel.cpp",
         ("cpu",),
-        ["tests/test_box_ops.py", "tests/test_threads.py", "-k", "small"],
+        ["tests/test_box_ops.py", "tests/test_threads.py", "-m", "not cuda_emu", "-k", "small"],
     ),
     ("csrc/cpu/box_iou_kernel.cpp", ("cpu",), ["tests/test_box_iou.py", "-m", "not cuda_emu"]),
     (
@@ -383,6 +395,14 @@ def render(outcomes: Sequence[Outcome], equivalent: Dict[str, str], title: str) 
     return "\n".join(lines) + "\n"
 
 
+def write_report(path: Path, outcomes, equivalent, all_rules: bool, planned: int) -> None:
+    title = "rule-generated mutants" if all_rules else "curated sample"
+    if len(outcomes) < planned:
+        title += f" ({len(outcomes)} of {planned} run so far)"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(outcomes, equivalent, title))
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -393,6 +413,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "--limit", type=int, default=None, help="at most this many mutants (random sample)"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the --limit sample")
+    p.add_argument("--only", help="comma-separated numbers of mutants (as --list prints them)")
     p.add_argument("--list", action="store_true", help="print the mutants and exit")
     p.add_argument("--build-timeout", type=float, default=1800.0, help="seconds per rebuild")
     p.add_argument("--test-timeout", type=float, default=900.0, help="seconds per mutant's tests")
@@ -405,13 +426,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         mutants = curated_mutants()
         if args.files:
             mutants = [m for m in mutants if any(fnmatch.fnmatch(m.path, p) for p in args.files)]
+    if args.only:
+        mutants = [mutants[int(i) - 1] for i in args.only.split(",")]
     if args.limit is not None and len(mutants) > args.limit:
         mutants = sorted(
             random.Random(args.seed).sample(mutants, args.limit), key=lambda m: (m.path, m.line)
         )
     if args.list:
-        for m in mutants:
-            print(m.label())
+        for i, m in enumerate(mutants, start=1):
+            print(f"{i:>4} {m.label()}")
         print(f"{len(mutants)} mutants")
         return 0
 
@@ -426,15 +449,14 @@ def main(argv: Optional[List[str]] = None) -> int:
                 f"[{i}/{len(mutants)}] {o.status:<9} {o.seconds:5.0f} s  {m.label()}  {o.detail}",
                 flush=True,
             )
+            # after every mutant: an interrupted run still leaves its report
+            write_report(args.report, outcomes, equivalent, args.all, len(mutants))
     finally:
         # The files are back; so must the builds be, whatever happened above.
         ok, out = build(touched, args.build_timeout)
         if not ok:
             print(f"warning: rebuilding the unmutated sources failed:\n{out}", file=sys.stderr)
-    title = "curated sample" if not args.all else "rule-generated mutants"
-    text = render(outcomes, equivalent, title)
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(text)
+    write_report(args.report, outcomes, equivalent, args.all, len(mutants))
     killed, survived = score(outcomes)
     unexplained = [o for o in outcomes if o.status == "survived" and o.mutant.key not in equivalent]
     print(
