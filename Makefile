@@ -3,6 +3,7 @@
 # make lint     : ruff (lint + format check), clang-format and hygiene hooks via pre-commit
 # make format   : rewrite the tree in the house style (ruff format/fix, clang-format)
 # make sanitize : the emulated CUDA kernels' tests under ASan+UBSan, then under TSan
+# make mutants  : plant one-line bugs in csrc (tools/mutants.py), report which the tests miss
 # All reuse what exists: the venv is rebuilt only when requirements-dev.txt changes, and
 # ninja recompiles only the sources that changed.
 SHELL := /bin/bash
@@ -16,7 +17,7 @@ export CUDA_HOME ?= /usr/local/cuda
 endif
 export MAX_JOBS ?= 2
 
-.PHONY: test bench build emu sanitize env clean lint format
+.PHONY: test bench build emu sanitize env clean lint format mutants
 
 $(VENV)/.installed: requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -73,6 +74,13 @@ format: env
 
 bench: build
 	$(PY) -m benchmarks
+
+# Not part of `make test` (each mutant is a rebuild and a test run). It edits and restores
+# csrc/ in this checkout: nothing else may build or test here meanwhile. MUTANTS_ARGS=--all
+# runs every mutant of the rules instead of the curated sample (hours).
+MUTANTS_ARGS ?=
+mutants: build emu
+	$(PY) tools/mutants.py $(MUTANTS_ARGS)
 
 clean:
 	rm -rf build *.egg-info frcnn_fast/_C*.so

@@ -32,6 +32,7 @@ from typing import List, Optional
 
 import torch
 
+from . import load as busy
 from . import report
 from .registry import IMPLS, all_ops
 from .runner import FAILED, REPO_ROOT, load_libraries, run
@@ -129,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-plot", action="store_true", help="do not write the .png")
     p.add_argument("--list", action="store_true", help="list ops and cases, then exit")
+    p.add_argument("--busy", type=int, default=0, metavar="N", help=busy.HELP)
     return p
 
 
@@ -256,19 +258,23 @@ def main(argv: Optional[List[str]] = None) -> int:
     if report.load_warning(meta):
         log(f"warning: {report.load_warning(meta)}\n")
     start = timeit.default_timer()
-    results = run(
-        ops,
-        impls,
-        libs,
-        dtype=dtype,
-        threads=args.threads,
-        min_run_time=min_run_time,
-        seed=args.seed,
-        check_against_cpu=args.check,
-        time_it=not args.check_only,
-        log=log,
-        progress=not args.no_progress and sys.stderr.isatty(),
-    )
+    spinners = busy.Spinners(args.busy, log)
+    try:
+        results = run(
+            ops,
+            impls,
+            libs,
+            dtype=dtype,
+            threads=args.threads,
+            min_run_time=min_run_time,
+            seed=args.seed,
+            check_against_cpu=args.check,
+            time_it=not args.check_only,
+            log=log,
+            progress=not args.no_progress and sys.stderr.isatty(),
+        )
+    finally:
+        spinners.stop()
     elapsed = timeit.default_timer() - start
     meta["elapsed_s"] = round(elapsed, 1)
     meta["device"]["load_average_at_end"] = report.loadavg()
@@ -291,6 +297,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             stem += f"-{args.dtype}"
         if args.tag:
             stem += f"-{report.slugify(args.tag)}"
+        if args.busy:  # the mean times under load, beside the usual files
+            stem += f"-busy{args.busy}"
+            log(busy.summary(args.busy, ops, results, impls, out_dir / f"{stem}-means.md"))
         json_path = out_dir / f"{stem}.json"
         md_path = out_dir / f"{stem}.md"
         report.write_json(json_path, meta, results)

@@ -1,7 +1,11 @@
 """Shared pytest / hypothesis configuration for the frcnn_fast test suite.
 
-* Puts the repository root on ``sys.path`` so that ``import reference`` works when the suite is
-  run from anywhere (``frcnn_fast.reference`` is the installed copy; the tests use that one).
+* Chooses which ``frcnn_fast`` the tests import: the source tree's when its extension is built
+  there (``make build``: an editable install, or an in-place build), else the installed copy
+  (``pip install .``), even when the suite is run from the checkout, whose root
+  ``python -m pytest`` puts first on ``sys.path``. The repository root stays on ``sys.path``
+  (last, then) for ``import reference``, the NumPy reference the tests compare with its
+  installed copy ``frcnn_fast.reference``. tests/test_installed_copy.py guards this.
 * Registers the hypothesis profiles ``ci`` (default, reproducible), ``dev`` (more examples) and
   ``quick`` (``ci`` with 5 examples, for runs under slow tools such as compute-sanitizer); pick
   one with ``HYPOTHESIS_PROFILE=dev python -m pytest tests``.
@@ -21,9 +25,30 @@ from hypothesis import HealthCheck, settings
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
-for _p in (str(REPO_ROOT), str(TESTS_DIR)):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
+
+
+def source_tree_is_built():
+    """Whether the checkout's frcnn_fast package holds its compiled extension."""
+    return any((REPO_ROOT / "frcnn_fast").glob("_C*.so")) or any(
+        (REPO_ROOT / "frcnn_fast").glob("_C*.pyd")
+    )
+
+
+def _is_repo_root(entry):
+    try:
+        return Path(entry or ".").resolve() == REPO_ROOT
+    except OSError:
+        return False
+
+
+if source_tree_is_built():
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+else:
+    # The source tree's frcnn_fast has no _C: it must not shadow the installed copy.
+    sys.path[:] = [p for p in sys.path if not _is_repo_root(p)] + [str(REPO_ROOT)]
+if str(TESTS_DIR) not in sys.path:
+    sys.path.insert(0, str(TESTS_DIR))
 
 import cuda_emu  # noqa: E402
 

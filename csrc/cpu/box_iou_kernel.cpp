@@ -13,9 +13,6 @@
 namespace frcnn_fast {
 namespace {
 
-// Output elements per task for the pairwise form.
-constexpr int64_t kPairGrain = 16384;
-
 // boxes2 as a structure of arrays in the math type, areas precomputed.
 template <typename T>
 struct BoxColumns {
@@ -54,8 +51,9 @@ void box_iou_rows(const scalar_t* a, const scalar_t* b, int64_t n, int64_t m, sc
     cols.y2[j] = box[3];
     cols.area[j] = box_area(box[0], box[1], box[2], box[3]);
   }
-  const int64_t grain = std::max<int64_t>(1, kPairGrain / std::max<int64_t>(m, 1));
-  at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) {
+  // Rows per task: kGrain pairs.
+  const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(m, 1));
+  parallel_for_work(n, grain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       T box[4];
       load_box(a + 4 * i, box);

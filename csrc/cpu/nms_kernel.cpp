@@ -16,6 +16,7 @@
 #include "../common/nms_math.h"
 #include "../nms.h"
 #include "nms_grid.h"
+#include "parallel.h"
 #include "radix_sort.h"
 
 // Greedy NMS on the CPU, exact (the same kept set as reference/nms.py, ties included), with a
@@ -60,13 +61,13 @@ struct Columns {
   }
 };
 
-// Boxes `input[pick[p]]` for p in [0, n) as columns in the math type; on several threads from
-// `grain` boxes.
+// Boxes `input[pick[p]]` for p in [0, n) as columns in the math type; on several threads when
+// each gets at least `grain` boxes.
 template <typename scalar_t, typename T>
 Columns<T> gather_columns(
     const scalar_t* boxes, const std::vector<int64_t>& pick, int64_t n, int64_t grain) {
   Columns<T> c(n);
-  at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) {
+  parallel_for_work(n, grain, [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
       T b[4];
       load_box(boxes + 4 * pick[p], b);
@@ -245,7 +246,7 @@ std::vector<uint8_t> keep_batched(
     }
   };
   if (groups > 1 && n >= kParallelGroups) {
-    at::parallel_for(0, n, kParallelGroups / 2, run_share);
+    parallel_for_work(n, kParallelGroups / 2, run_share);
   } else {
     run_share(0, n);
   }

@@ -2,15 +2,48 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
+#include <cstdint>
+
 namespace frcnn_fast {
 
-// Boxes per task: below this a second thread costs more to wake than the work it takes over.
-constexpr int64_t kBoxGrain = 8192;
+// Items of work per thread below which a call stays on the calling thread. An item is one box
+// of an elementwise box op or one pair of a pairwise IoU: a few loads, a handful of flops and a
+// store, about a nanosecond, so a task is at least some tens of microseconds. That is ATen's
+// grain for elementwise ops (at::internal::GRAIN_SIZE). On an idle machine a thread wakes in
+// microseconds, noise against a task; on a busy one it waits for a core for up to a scheduler
+// time slice (milliseconds) and the caller waits at the join, so work that a single thread does
+// in microseconds must not be split at all.
+constexpr int64_t kGrain = 32768;
 
-// Calls f(i) for i in [0, n), split across the intra-op thread pool.
+// Number of tasks for n items of which each task must have at least `grain`: one (the calling
+// thread) below 2 * grain, never more than the intra-op threads.
+inline int64_t parallel_tasks(int64_t n, int64_t grain) {
+  const int64_t by_work = n / std::max<int64_t>(grain, 1);
+  return std::max<int64_t>(1, std::min<int64_t>(by_work, at::get_num_threads()));
+}
+
+// Calls f(begin, end) over [0, n) split into parallel_tasks(n, grain) contiguous ranges, one
+// per thread; on the calling thread alone when there is one. Unlike at::parallel_for's grain
+// (which splits n = 1.5 * grain in two), `grain` here is the least work a thread is woken for.
+template <typename F>
+inline void parallel_for_work(int64_t n, int64_t grain, const F& f) {
+  const int64_t tasks = parallel_tasks(n, grain);
+  if (tasks == 1) {
+    f(int64_t{0}, n);
+    return;
+  }
+  at::parallel_for(0, tasks, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      f(n * t / tasks, n * (t + 1) / tasks);
+    }
+  });
+}
+
+// Calls f(i) for every box i in [0, n), on several threads from 2 * kGrain boxes.
 template <typename F>
 inline void parallel_for_boxes(int64_t n, const F& f) {
-  at::parallel_for(0, n, kBoxGrain, [&](int64_t begin, int64_t end) {
+  parallel_for_work(n, kGrain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       f(i);
     }

@@ -26,8 +26,7 @@ at::Tensor compact_large_boxes(const scalar_t* boxes, int64_t n, double min_size
     load_box(boxes + 4 * i, box);
     return (box[2] - box[0] >= min_side) & (box[3] - box[1] >= min_side);
   };
-  const int64_t chunks = std::max<int64_t>(
-      1, std::min<int64_t>(at::get_num_threads(), (n + kBoxGrain - 1) / kBoxGrain));
+  const int64_t chunks = parallel_tasks(n, kGrain);
   const int64_t chunk = (n + chunks - 1) / chunks;
   std::vector<int64_t> offsets(chunks + 1, 0);
   at::parallel_for(0, chunks, 1, [&](int64_t first, int64_t last) {
