@@ -27,6 +27,7 @@ from .detection.anchors import (
     generate_anchors_multilevel,
 )
 from .ops.box_coding import decode_boxes, encode_boxes
+from .ops.match import match_boxes, match_boxes_batched
 from .ops.boxes import (
     BOX_FORMATS,
     box_area,
@@ -75,6 +76,8 @@ __all__ = [
     "encode_boxes",
     "generate_anchors",
     "generate_anchors_multilevel",
+    "match_boxes",
+    "match_boxes_batched",
     "nms",
     "nms_padded",
     "multilevel_roi_align",
