@@ -72,7 +72,11 @@ class FasterRCNN(nn.Module):
         self.rpn_cls = nn.Conv2d(channels, a, 1)
         self.rpn_box = nn.Conv2d(channels, 4 * a, 1)
         self.head = nn.Sequential(
-            nn.Flatten(), nn.Linear(channels * 7 * 7, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU()
+            nn.Flatten(),
+            nn.Linear(channels * 7 * 7, 256),
+            nn.ReLU(),
+            nn.Linear(256, 256),
+            nn.ReLU(),
         )
         self.cls = nn.Linear(256, NUM_CLASSES + 1)
         self.box = nn.Linear(256, 4 * (NUM_CLASSES + 1))
@@ -227,7 +231,7 @@ def main():
     t0 = time.time()
     bar = tqdm(range(args.steps), disable=rank != 0, desc="train")
     first = None
-    for step in bar:
+    for _step in bar:
         images, boxes, labels = batch(rng, args.batch, args.size)
         images = images.to(device)
         boxes = [b.to(device) for b in boxes]

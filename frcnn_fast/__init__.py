@@ -27,7 +27,6 @@ from .detection.anchors import (
     generate_anchors_multilevel,
 )
 from .ops.box_coding import decode_boxes, encode_boxes
-from .ops.match import match_boxes, match_boxes_batched
 from .ops.boxes import (
     BOX_FORMATS,
     box_area,
@@ -37,6 +36,7 @@ from .ops.boxes import (
     clip_boxes,
     remove_small_boxes,
 )
+from .ops.match import match_boxes, match_boxes_batched
 from .ops.nms import batched_nms, batched_nms_padded, nms, nms_padded
 from .ops.poolers import MultiScaleRoIAlign
 from .ops.roi_align import RoIAlign, multilevel_roi_align, roi_align

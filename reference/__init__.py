@@ -20,6 +20,7 @@ from .boxes import (
 from .losses import box_head_loss, rpn_loss, smooth_l1_loss
 from .matcher import match_boxes
 from .nms import batched_nms, batched_nms_padded, nms, nms_padded
+from .proposals import generate_proposals
 from .roi_align import (
     fpn_levels,
     fpn_scale,
@@ -28,7 +29,6 @@ from .roi_align import (
     roi_align,
     roi_align_backward,
 )
-from .proposals import generate_proposals
 from .roi_pool import roi_pool, roi_pool_backward, roi_pool_with_argmax
 from .targets import anchor_targets, balanced_sample, proposal_targets
 

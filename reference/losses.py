@@ -40,7 +40,12 @@ def rpn_loss(objectness, deltas, labels, bbox_targets, beta=1.0 / 9, normalizati
 
 
 def box_head_loss(
-    class_logits, box_regression, labels, regression_targets, beta=1.0 / 9, normalization="torchvision"
+    class_logits,
+    box_regression,
+    labels,
+    regression_targets,
+    beta=1.0 / 9,
+    normalization="torchvision",
 ):
     logits = np.asarray(class_logits, np.float64)
     n, c = logits.shape

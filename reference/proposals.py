@@ -51,7 +51,9 @@ def proposals_one(
     start = 0
     for lvl, n in enumerate(per_level):
         logits = objectness[start : start + n]
-        boxes = clip_boxes(decode_boxes(deltas[start : start + n], anchors[start : start + n]), image_size)
+        boxes = clip_boxes(
+            decode_boxes(deltas[start : start + n], anchors[start : start + n]), image_size
+        )
         scores = _sigmoid(logits)
         valid = _valid(boxes, scores, min_size, score_thresh)
         ranked = _rank(logits)
@@ -92,8 +94,17 @@ def generate_proposals(
     deltas = np.asarray(deltas, dtype=np.float64)
     out = [
         proposals_one(
-            objectness[b], deltas[b], anchors, image_sizes[b], pre_nms_top_n, post_nms_top_n,
-            nms_thresh, min_size, score_thresh, num_anchors_per_level, order,
+            objectness[b],
+            deltas[b],
+            anchors,
+            image_sizes[b],
+            pre_nms_top_n,
+            post_nms_top_n,
+            nms_thresh,
+            min_size,
+            score_thresh,
+            num_anchors_per_level,
+            order,
         )  # fmt: skip
         for b in range(objectness.shape[0])
     ]

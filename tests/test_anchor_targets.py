@@ -96,7 +96,9 @@ def test_matches_reference(device, scene, high, low):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@given(scene=scenes(), bs=st.sampled_from([0, 1, 7, 256]), frac=st.sampled_from([0.0, 0.25, 0.5, 1.0]))
+@given(
+    scene=scenes(), bs=st.sampled_from([0, 1, 7, 256]), frac=st.sampled_from([0.0, 0.25, 0.5, 1.0])
+)
 def test_sampler_properties(device, scene, bs, frac):
     sizes, gts, stride, sizes_px = scene
     anchors = scene_anchors(stride, sizes_px, device, torch.float32)

@@ -1,7 +1,6 @@
 """Losses: smooth L1 vs torch, the RPN and box-head losses vs torchvision's given the same
 sample, both normalisations vs the reference, empty samples, gradients."""
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -24,7 +23,9 @@ def test_smooth_l1_equals_torch(beta):
         torch.testing.assert_close(
             smooth_l1_loss(a, b, beta, red), F.smooth_l1_loss(a, b, beta=beta, reduction=red)
         )
-    check_close(to_np(smooth_l1_loss(a, b, beta)), R.smooth_l1_loss(to_np(a), to_np(b), beta), 1e-5, 1e-5)
+    check_close(
+        to_np(smooth_l1_loss(a, b, beta)), R.smooth_l1_loss(to_np(a), to_np(b), beta), 1e-5, 1e-5
+    )
 
 
 def rpn_case(seed, b=2, a=300):
@@ -59,7 +60,10 @@ def test_box_head_loss_equals_torchvision(seed):
     logits = torch.randn(n, c, generator=g, dtype=torch.float64)
     reg = torch.randn(n, 4 * c, generator=g, dtype=torch.float64)
     labels = [torch.randint(0, c, (40,), generator=g), torch.randint(0, c, (24,), generator=g)]
-    targets = [torch.randn(40, 4, generator=g, dtype=torch.float64), torch.randn(24, 4, generator=g, dtype=torch.float64)]
+    targets = [
+        torch.randn(40, 4, generator=g, dtype=torch.float64),
+        torch.randn(24, 4, generator=g, dtype=torch.float64),
+    ]
     tv_cls, tv_box = fastrcnn_loss(logits, reg, labels, targets)
     cls, box = box_head_loss(logits, reg, labels, targets)
     torch.testing.assert_close(cls, tv_cls, rtol=1e-12, atol=1e-12)
@@ -77,7 +81,10 @@ def test_match_reference(seed, beta, norm):
     want = R.rpn_loss(to_np(objectness), to_np(deltas), to_np(labels), to_np(targets), beta, norm)
     check_close([float(v) for v in got], want, 1e-12, 1e-12)
     g = torch.Generator().manual_seed(seed)
-    logits, reg = torch.randn(30, 4, generator=g, dtype=torch.float64), torch.randn(30, 16, generator=g, dtype=torch.float64)
+    logits, reg = (
+        torch.randn(30, 4, generator=g, dtype=torch.float64),
+        torch.randn(30, 16, generator=g, dtype=torch.float64),
+    )
     lab = torch.randint(-1, 4, (30,), generator=g)
     tgt = torch.randn(30, 4, generator=g, dtype=torch.float64)
     got = box_head_loss(logits, reg, lab, tgt, beta=beta, normalization=norm)
@@ -104,8 +111,19 @@ def test_bad_input():
     with pytest.raises(ValueError, match="beta must be >= 0"):
         smooth_l1_loss(a, a, -1.0)
     with pytest.raises(ValueError, match="normalization must be one of"):
-        rpn_loss(torch.zeros(1, 3), torch.zeros(1, 3, 4), torch.zeros(1, 3), torch.zeros(1, 3, 4), normalization="x")
+        rpn_loss(
+            torch.zeros(1, 3),
+            torch.zeros(1, 3, 4),
+            torch.zeros(1, 3),
+            torch.zeros(1, 3, 4),
+            normalization="x",
+        )
     with pytest.raises(ValueError, match="same anchors"):
         rpn_loss(torch.zeros(1, 3), torch.zeros(1, 2, 4), torch.zeros(1, 3), torch.zeros(1, 3, 4))
     with pytest.raises(ValueError, match=r"box_regression must have shape \[N, 4 \* C\]"):
-        box_head_loss(torch.zeros(3, 2), torch.zeros(3, 4), torch.zeros(3, dtype=torch.int64), torch.zeros(3, 4))
+        box_head_loss(
+            torch.zeros(3, 2),
+            torch.zeros(3, 4),
+            torch.zeros(3, dtype=torch.int64),
+            torch.zeros(3, 4),
+        )

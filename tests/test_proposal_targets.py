@@ -7,7 +7,6 @@ import torch
 from helpers import DEVICES, box_arrays, check_close, to_np
 from hypothesis import given
 from hypothesis import strategies as st
-from torchvision.models.detection import _utils as tv_utils
 from torchvision.models.detection.roi_heads import RoIHeads
 
 import frcnn_fast.reference as R
@@ -23,7 +22,7 @@ def tv_heads(fg, bg):
 def random_scene(seed, b=2, dtype=torch.float32):
     g = np.random.default_rng(seed)
     proposals, gts, labels = [], [], []
-    for i in range(b):
+    for _ in range(b):
         n, m = int(g.integers(0, 60)), int(g.integers(1, 6))
         xy = g.uniform(0, 200, (n + m, 2))
         wh = g.uniform(4, 80, (n + m, 2))
@@ -60,7 +59,9 @@ def scenes(draw):
     props = [draw(box_arrays(max_n=30, lim=200, grid=draw(st.booleans()))) for _ in range(b)]
     gts = [draw(box_arrays(max_n=6, lim=200, grid=True)) for _ in range(b)]
     gts = [np.concatenate([g, g[:1]]) if len(g) and draw(st.booleans()) else g for g in gts]
-    labels = [np.asarray(draw(st.lists(st.integers(1, 9), min_size=len(g), max_size=len(g)))) for g in gts]
+    labels = [
+        np.asarray(draw(st.lists(st.integers(1, 9), min_size=len(g), max_size=len(g)))) for g in gts
+    ]
     band = draw(st.sampled_from([(0.5, 0.5, 0.0), (0.5, 0.5, 0.1), (0.7, 0.5, 0.1)]))
     return props, gts, labels, band
 

@@ -1,7 +1,6 @@
 """The proposal layer: equal to torchvision's RegionProposalNetwork.filter_proposals, torch vs
 reference on hypothesis inputs, the padded form equal to the list form, edge cases, bad input."""
 
-import numpy as np
 import pytest
 import torch
 from helpers import DEVICES, check_close, to_np
@@ -45,7 +44,8 @@ def tv_rpn(pre, post, nms_thresh, score_thresh):
 
 
 @pytest.mark.parametrize(
-    "pre,post,nms_thresh,score_thresh", [(50, 30, 0.7, 0.0), (1000, 1000, 0.5, 0.5), (5, 7, 0.7, 0.0)]
+    "pre,post,nms_thresh,score_thresh",
+    [(50, 30, 0.7, 0.0), (1000, 1000, 0.5, 0.5), (5, 7, 0.7, 0.0)],
 )
 @pytest.mark.parametrize("seed", [0, 1])
 def test_equals_torchvision_filter_proposals(pre, post, nms_thresh, score_thresh, seed):
@@ -99,7 +99,9 @@ def test_matches_reference_and_padded(device, case):
         num_anchors_per_level=per_level if case["levels"] else None, order=case["order"],
     )  # fmt: skip
     boxes, scores = generate_proposals(objectness, deltas, anchors, case["sizes"], **kw)
-    rb, rs = R.generate_proposals(to_np(objectness), to_np(deltas), to_np(anchors), case["sizes"], **kw)
+    rb, rs = R.generate_proposals(
+        to_np(objectness), to_np(deltas), to_np(anchors), case["sizes"], **kw
+    )
     for b in range(case["b"]):
         assert boxes[b].shape[0] == rb[b].shape[0], (b, boxes[b].shape, rb[b].shape)
         check_close(to_np(boxes[b]), rb[b], rtol=1e-9, atol=1e-9)
@@ -122,7 +124,10 @@ def test_edge_cases(device):
     boxes, scores = generate_proposals(
         objectness[:, :0], deltas[:, :0], anchors[:0], [(10, 10)] * 2, **kw
     )
-    assert [b.shape for b in boxes] == [(0, 4), (0, 4)] and [s.shape for s in scores] == [(0,), (0,)]
+    assert [b.shape for b in boxes] == [(0, 4), (0, 4)] and [s.shape for s in scores] == [
+        (0,),
+        (0,),
+    ]
     pb, ps, pc = generate_proposals_padded(
         objectness[:, :0], deltas[:, :0], anchors[:0], [(10, 10)] * 2, **kw
     )

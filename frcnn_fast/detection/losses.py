@@ -90,9 +90,7 @@ def rpn_loss(
     sampled = labels >= 0
     pos = labels == 1
     n_sampled = sampled.sum().clamp(min=1)
-    bce = F.binary_cross_entropy_with_logits(
-        objectness, pos.to(objectness.dtype), reduction="none"
-    )
+    bce = F.binary_cross_entropy_with_logits(objectness, pos.to(objectness.dtype), reduction="none")
     obj_loss = torch.where(sampled, bce, 0.0).sum() / n_sampled
     box = smooth_l1_loss(deltas, bbox_targets.to(deltas.dtype), beta, reduction="none").sum(1)
     box_sum = torch.where(pos, box, 0.0).sum()

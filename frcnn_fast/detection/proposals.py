@@ -75,7 +75,9 @@ def _clip_and_filter(boxes, logits, sizes, min_size, score_thresh):
     y = torch.minimum(torch.maximum(boxes[..., 1::2], zero), hw[..., 0:1])
     boxes = torch.stack([x[..., 0], y[..., 0], x[..., 1], y[..., 1]], dim=-1)
     scores = torch.sigmoid(logits)
-    valid = (boxes[..., 2] - boxes[..., 0] >= min_size) & (boxes[..., 3] - boxes[..., 1] >= min_size)
+    valid = (boxes[..., 2] - boxes[..., 0] >= min_size) & (
+        boxes[..., 3] - boxes[..., 1] >= min_size
+    )
     # >= as torchvision: score_thresh 0 keeps every box
     valid &= scores >= score_thresh
     return boxes, scores, valid
@@ -106,12 +108,16 @@ def _candidates(objectness, deltas, anchors, sizes, pre, min_size, score_thresh,
             # survivors first (a stable sort on validity keeps the objectness order inside)
             idx = _rank(objectness[:, start : start + n])
             ok = torch.gather(all_valid[:, start : start + n], 1, idx)
-            top = torch.gather(idx, 1, torch.sort((~ok).to(torch.uint8), 1, stable=True).indices)
+            top = torch.gather(
+                idx, 1, torch.sort((~ok).to(torch.uint8), dim=1, stable=True).indices
+            )
             top = top[:, :k]
         picks.append(top + start)
         levels.append(torch.full((k,), lvl, dtype=torch.int64, device=device))
         start += n
-    idx = torch.cat(picks, dim=1) if picks else torch.zeros((b, 0), dtype=torch.int64, device=device)
+    idx = (
+        torch.cat(picks, dim=1) if picks else torch.zeros((b, 0), dtype=torch.int64, device=device)
+    )
     level = torch.cat(levels) if levels else torch.zeros((0,), dtype=torch.int64, device=device)
     logits = torch.gather(objectness, 1, idx)
     if order == "topk_first":

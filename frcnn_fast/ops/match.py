@@ -2,7 +2,6 @@
 """Anchor / proposal matching (stand-in built on the IoU matrix; same semantics as the fused op)."""
 
 import torch
-from torch import Tensor
 
 from .._checks import check_number, check_tensor
 from .boxes import box_iou
