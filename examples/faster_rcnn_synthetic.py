@@ -242,7 +242,7 @@ def main():
         total.backward()
         opt.step()
         sched.step()
-        vals = {k: float(v) for k, v in losses.items()}
+        vals = {k: v.item() for k, v in losses.items()}
         first = first or vals
         bar.set_postfix({k: f"{v:.3f}" for k, v in vals.items()})
     train_s = time.time() - t0
