@@ -17,7 +17,10 @@ from .boxes import (
     encode_boxes,
     remove_small_boxes,
 )
+from .losses import box_head_loss, rpn_loss, smooth_l1_loss
+from .matcher import match_boxes
 from .nms import batched_nms, batched_nms_padded, nms, nms_padded
+from .proposals import generate_proposals
 from .roi_align import (
     fpn_levels,
     fpn_scale,
@@ -27,6 +30,7 @@ from .roi_align import (
     roi_align_backward,
 )
 from .roi_pool import roi_pool, roi_pool_backward, roi_pool_with_argmax
+from .targets import anchor_targets, balanced_sample, proposal_targets
 
 __all__ = [
     "BOX_FORMATS",
@@ -43,6 +47,14 @@ __all__ = [
     "encode_boxes",
     "generate_anchors",
     "generate_anchors_multilevel",
+    "match_boxes",
+    "anchor_targets",
+    "balanced_sample",
+    "proposal_targets",
+    "generate_proposals",
+    "rpn_loss",
+    "box_head_loss",
+    "smooth_l1_loss",
     "nms",
     "nms_padded",
     "fpn_levels",
