@@ -101,14 +101,17 @@ def _detector_instances():
     from torchvision.models.detection.roi_heads import RoIHeads
     from torchvision.models.detection.rpn import RegionProposalNetwork
 
-    return [o for o in gc.get_objects() if isinstance(o, (RegionProposalNetwork, RoIHeads))]
+    # type(), not isinstance: isinstance reads __class__, which some module proxies in
+    # gc's list answer with a deprecation warning.
+    classes = (RegionProposalNetwork, RoIHeads)
+    return [o for o in gc.get_objects() if issubclass(type(o), classes)]
 
 
 def _reset_torchscript_caches():
     """TorchScript compiles a function or module class once and keeps it: what was scripted
     before a switch would keep the kernels it was compiled against."""
+    # (Not the overload cache: TorchScript drops an overload's declarations once compiled.)
     torch.jit._state._jit_caching_layer.clear()
-    torch.jit._state._jit_function_overload_caching.clear()
     store = torch.jit._recursive.concrete_type_store
     store.type_store.clear()
     store.methods_compiled.clear()
