@@ -86,3 +86,10 @@ __all__ = [
     "roi_align",
     "roi_pool",
 ]
+
+# --- torchvision drop-in (patch_torchvision) ---
+from .ops.boxes import clip_boxes_to_image  # noqa: E402
+from .torchvision_patch import count_kernels, is_patched, patch_torchvision  # noqa: E402
+
+__all__ += ["clip_boxes_to_image", "count_kernels", "is_patched", "patch_torchvision"]
+# --- end torchvision drop-in ---

@@ -33,3 +33,12 @@ def check_int(value, name):
     if isinstance(value, bool) or not isinstance(value, (numbers.Integral, torch.SymInt)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     return value
+
+
+def check_same_device(a, a_name, b, b_name):
+    """Tensors of one call on one device. The dispatcher would send a meta and a CPU tensor to
+    the meta kernel, which computes nothing and so cannot check, and return a meta result."""
+    if a.device != b.device:
+        raise ValueError(
+            f"{a_name} and {b_name} must be on the same device, got {a.device} and {b.device}"
+        )

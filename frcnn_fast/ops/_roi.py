@@ -1,21 +1,35 @@
 """What RoI pooling and RoIAlign share in Python: argument checks and the RoI format."""
 
 import math
-from typing import List, Optional, Union
+from typing import List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
 
-from .._checks import check_pair, check_tensor
+from .._checks import check_pair, check_same_device, check_tensor
+
+
+class BoxesShapeError(ValueError, AssertionError):
+    """Boxes of the wrong shape for a RoI op. A ValueError, and an AssertionError as well
+    because torchvision reports this case with ``torch._assert``."""
+
+
+class BoxesTypeError(TypeError, AssertionError):
+    """Boxes that are neither a tensor nor a list of tensors (an AssertionError too, as above)."""
 
 
 def convert_boxes_to_roi_format(boxes: Union[Tensor, List[Tensor]]) -> Tensor:
     """``[K, 5]`` rows ``(batch_index, x1, y1, x2, y2)`` from a ``[K, 5]`` tensor (returned as is)
     or a list of per-image ``[Ki, 4]`` tensors (image i gets batch index i)."""
     if isinstance(boxes, Tensor):
+        if boxes.dim() != 2 or boxes.shape[1] != 5:
+            raise BoxesShapeError(
+                f"boxes given as one tensor must have shape [K, 5] (batch_index, x1, y1, x2, y2), "
+                f"got {list(boxes.shape)}"
+            )
         return boxes
     if not isinstance(boxes, (list, tuple)):
-        raise TypeError(
+        raise BoxesTypeError(
             f"boxes must be a Tensor[K, 5] or a list of Tensor[Ki, 4], got {type(boxes).__name__}"
         )
     if len(boxes) == 0:
@@ -25,13 +39,18 @@ def convert_boxes_to_roi_format(boxes: Union[Tensor, List[Tensor]]) -> Tensor:
     for i, b in enumerate(boxes):
         check_tensor(b, f"boxes[{i}]")
         if b.dim() != 2 or b.shape[1] != 4:
-            raise ValueError(f"boxes[{i}] must have shape [Ki, 4], got {list(b.shape)}")
+            raise BoxesShapeError(f"boxes[{i}] must have shape [Ki, 4], got {list(b.shape)}")
         if b.dtype != boxes[0].dtype or b.device != boxes[0].device:
             raise ValueError(
                 f"boxes[{i}] must have the dtype and device of boxes[0] ({boxes[0].dtype}, {boxes[0].device}), "
                 f"got {b.dtype}, {b.device}"
             )
-    coords = torch.cat(list(boxes), dim=0)
+    return rois_from_list(list(boxes))
+
+
+def rois_from_list(boxes: List[Tensor]) -> Tensor:
+    """The ``[K, 5]`` form of per-image ``[Ki, 4]`` boxes (TorchScript-compilable)."""
+    coords = torch.cat(boxes, dim=0)
     index = torch.cat(
         [
             torch.full((b.shape[0], 1), i, dtype=coords.dtype, device=coords.device)
@@ -40,6 +59,29 @@ def convert_boxes_to_roi_format(boxes: Union[Tensor, List[Tensor]]) -> Tensor:
         dim=0,
     )
     return torch.cat([index, coords], dim=1)
+
+
+def rois_for(input: Tensor, boxes: Union[Tensor, List[Tensor]]) -> Tensor:
+    """The ``[K, 5]`` RoIs of ``boxes``, checked against ``input`` (Python callers: a clear
+    error for a list of more images than ``input`` holds, or for mixed devices)."""
+    if not torch.jit.is_scripting():
+        rois = convert_boxes_to_roi_format(boxes)
+        if isinstance(boxes, (list, tuple)) and len(boxes) > input.shape[0]:
+            raise ValueError(
+                f"boxes is a list of {len(boxes)} per-image box tensors but input holds "
+                f"{input.shape[0]} images (input.shape[0])"
+            )
+        check_same_device(input, "input", rois, "boxes")
+        return rois
+    if isinstance(boxes, Tensor):
+        torch._assert(boxes.size(1) == 5, "boxes must have shape [K, 5]")
+        return boxes
+    return rois_from_list(boxes)
+
+
+def output_size_pair(output_size: List[int]) -> Tuple[int, int]:
+    """TorchScript path: ``BroadcastingList2[int]`` arrives as a list of two."""
+    return output_size[0], output_size[1]
 
 
 def check_output_size(output_size):

@@ -1,24 +1,26 @@
 """Multi-level (FPN) RoIAlign, drop-in for ``torchvision.ops.MultiScaleRoIAlign``."""
 
 import math
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
-from ._roi import convert_boxes_to_roi_format
+from ._roi import convert_boxes_to_roi_format, rois_from_list
 from .roi_align import multilevel_roi_align
 
 
-def _infer_scale(feature: Tensor, original_size: Sequence[int]) -> float:
+def _infer_scale(feature: Tensor, original_size: List[int]) -> float:
     """``2 ** round(log2(feature / image))``, which must agree for height and width."""
+    size = feature.shape[-2:]
     scales = [
-        2.0 ** round(math.log2(float(f) / float(o)))
-        for f, o in zip(feature.shape[-2:], original_size)
+        2.0 ** float(round(math.log2(float(size[0]) / float(original_size[0])))),
+        2.0 ** float(round(math.log2(float(size[1]) / float(original_size[1])))),
     ]
     if scales[0] != scales[1]:
         raise ValueError(
-            f"feature map {list(feature.shape[-2:])} has different height and width scales {scales} for image size {tuple(original_size)}"
+            f"feature map {list(feature.shape[-2:])} has different height and width scales "
+            f"{scales} for image size {original_size}"
         )
     return scales[0]
 
@@ -34,7 +36,7 @@ def fpn_levels(
     """FPN level index (0 = level ``k_min``) of every box of every image (Lin et al., eq. 1):
     ``floor(k0 + log2(sqrt(area) / s0) + eps)`` clamped to ``[k_min, k_max]``. Computed on the
     boxes' device without a host round trip; a NaN box goes to the lowest level."""
-    b = torch.cat(list(boxes), dim=0)
+    b = torch.cat(boxes, dim=0)
     area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     lvl = torch.floor(
         canonical_level
@@ -78,21 +80,42 @@ class MultiScaleRoIAlign(nn.Module):
     def forward(
         self, x: Dict[str, Tensor], boxes: List[Tensor], image_shapes: List[Tuple[int, int]]
     ) -> Tensor:
-        features = [v for k, v in x.items() if k in self.featmap_names]
-        if not features:
+        features: List[Tensor] = []
+        for k, v in x.items():
+            if k in self.featmap_names:
+                features.append(v)
+        if len(features) == 0:
             raise ValueError(
                 f"x holds none of featmap_names {self.featmap_names}: got keys {list(x.keys())}"
             )
-        if not isinstance(boxes, (list, tuple)):
-            raise TypeError(
-                f"boxes must be a list of per-image Tensor[Ki, 4], got {type(boxes).__name__}"
-            )
+        if not torch.jit.is_scripting():
+            if not isinstance(boxes, (list, tuple)):
+                raise TypeError(
+                    f"boxes must be a list of per-image Tensor[Ki, 4], got {type(boxes).__name__}"
+                )
         if len(image_shapes) == 0:
             raise ValueError("image_shapes must hold the (height, width) of every image")
-        original = (max(s[0] for s in image_shapes), max(s[1] for s in image_shapes))
-        scales = [_infer_scale(f, original) for f in features]
+        if len(boxes) != len(image_shapes):
+            raise ValueError(
+                f"boxes holds {len(boxes)} per-image box tensors but image_shapes holds "
+                f"{len(image_shapes)} image sizes; they must match (one box tensor per image)"
+            )
+        if len(boxes) > features[0].shape[0]:
+            raise ValueError(
+                f"boxes holds {len(boxes)} per-image box tensors but the feature maps hold "
+                f"{features[0].shape[0]} images"
+            )
+        height = 0
+        width = 0
+        for s in image_shapes:
+            height = max(height, s[0])
+            width = max(width, s[1])
+        scales = [_infer_scale(f, [height, width]) for f in features]
         self.scales = scales
-        rois = convert_boxes_to_roi_format(boxes)
+        if torch.jit.is_scripting():
+            rois = rois_from_list(boxes)
+        else:
+            rois = convert_boxes_to_roi_format(boxes)
         if len(features) == 1:
             levels = torch.zeros(rois.shape[0], dtype=torch.int64, device=rois.device)
         else:
@@ -100,7 +123,13 @@ class MultiScaleRoIAlign(nn.Module):
             k_max = int(-math.log2(scales[-1]))
             levels = fpn_levels(boxes, k_min, k_max, self.canonical_scale, self.canonical_level)
         return multilevel_roi_align(
-            features, rois, levels, self.output_size, scales, self.sampling_ratio, aligned=False
+            features,
+            rois,
+            levels,
+            [self.output_size[0], self.output_size[1]],
+            scales,
+            self.sampling_ratio,
+            False,
         )
 
     def extra_repr(self) -> str:

@@ -4,6 +4,7 @@ from typing import List, Optional, Union
 
 import torch
 from torch import Tensor, nn
+from torch.jit.annotations import BroadcastingList2
 
 from .._checks import check_tensor
 from ._roi import (
@@ -12,7 +13,9 @@ from ._roi import (
     check_scale,
     convert_boxes_to_roi_format,
     no_double_backward,
+    output_size_pair,
     resolve_deterministic,
+    rois_for,
 )
 
 
@@ -22,14 +25,14 @@ def _check_sampling_ratio(sampling_ratio):
     return sampling_ratio
 
 
+@torch.fx.wrap
 def roi_align(
     input: Tensor,
     boxes: Union[Tensor, List[Tensor]],
-    output_size,
+    output_size: BroadcastingList2[int],
     spatial_scale: float = 1.0,
     sampling_ratio: int = -1,
     aligned: bool = False,
-    *,
     deterministic: Optional[bool] = None,
 ) -> Tensor:
     """Average of bilinear samples over each of ``output_size`` bins of every RoI:
@@ -39,16 +42,61 @@ def roi_align(
     ``Tensor[Ki, 4]``. ``sampling_ratio <= 0``: ``ceil(roi_size / output_size)`` samples per bin
     and axis. ``aligned=True`` shifts the box by -0.5 cell (pixel-centre convention).
     Differentiable in ``input``; ``deterministic`` as in :func:`frcnn_fast.roi_pool`.
+    A quantized ``input`` (one image, quantized ``boxes``) is pooled in float and requantized
+    with its scale and zero point, as torchvision. Leaf of ``torch.fx`` traces; compiles with
+    ``torch.jit.script``.
     """
+    if torch.jit.is_scripting():
+        ph, pw = output_size_pair(output_size)
+        det = False if deterministic is None else deterministic
+        return torch.ops.frcnn_fast.roi_align(
+            input, rois_for(input, boxes), spatial_scale, ph, pw, sampling_ratio, aligned, det
+        )
     check_tensor(input, "input")
-    rois = convert_boxes_to_roi_format(boxes)
-    check_tensor(rois, "boxes")
+    if input.is_quantized:
+        return _quantized_roi_align(
+            input, boxes, output_size, spatial_scale, sampling_ratio, aligned
+        )
+    rois = rois_for(input, boxes)
+    if rois.dtype != input.dtype and rois.is_floating_point() and input.is_floating_point():
+        # Mixed dtypes (torchvision's autocast case): pooled in the wider one, returned in
+        # input's dtype.
+        common = torch.promote_types(input.dtype, rois.dtype)
+        return roi_align(
+            input.to(common),
+            rois.to(common),
+            output_size,
+            spatial_scale,
+            sampling_ratio,
+            aligned,
+            deterministic,
+        ).to(input.dtype)
     ph, pw = check_output_size(output_size)
     scale = check_scale(spatial_scale)
     det = resolve_deterministic(deterministic)
     return torch.ops.frcnn_fast.roi_align.default(
         input, rois, scale, ph, pw, _check_sampling_ratio(sampling_ratio), bool(aligned), det
     )
+
+
+def _quantized_roi_align(input, boxes, output_size, spatial_scale, sampling_ratio, aligned):
+    if input.shape[0] != 1:
+        raise RuntimeError(
+            "roi_align of a quantized input: Only one image per batch is allowed "
+            f"(input.shape[0] must be 1, got {input.shape[0]})"
+        )
+    rois = boxes if isinstance(boxes, Tensor) else convert_boxes_to_roi_format(boxes)
+    if not rois.is_quantized:
+        raise ValueError("roi_align: if input is quantized, boxes must be quantized too")
+    out = roi_align(
+        input.dequantize(),
+        rois.dequantize(),
+        output_size,
+        spatial_scale,
+        sampling_ratio,
+        aligned,
+    )
+    return torch.quantize_per_tensor(out, input.q_scale(), input.q_zero_point(), input.dtype)
 
 
 def _setup_context(ctx, inputs, output):
@@ -72,16 +120,21 @@ def multilevel_roi_align(
     inputs: List[Tensor],
     boxes: Tensor,
     levels: Tensor,
-    output_size,
+    output_size: BroadcastingList2[int],
     spatial_scales: List[float],
     sampling_ratio: int = -1,
     aligned: bool = False,
-    *,
     deterministic: Optional[bool] = None,
 ) -> Tensor:
     """RoIAlign of RoI ``k`` on ``inputs[levels[k]]`` with ``spatial_scales[levels[k]]``, all
     levels in one op (no per-level selection, no host synchronisation). ``inputs``: feature maps
     ``[N, C, H_l, W_l]``; ``levels``: int64 ``[K]``. Differentiable in every input."""
+    if torch.jit.is_scripting():
+        ph, pw = output_size_pair(output_size)
+        det = False if deterministic is None else deterministic
+        return torch.ops.frcnn_fast.multilevel_roi_align(
+            inputs, boxes, levels, spatial_scales, ph, pw, sampling_ratio, aligned, det
+        )
     if not isinstance(inputs, (list, tuple)) or len(inputs) == 0:
         raise TypeError("inputs must be a non-empty list of Tensor[N, C, H, W]")
     for i, x in enumerate(inputs):

@@ -4,24 +4,26 @@ from typing import List, Optional, Union
 
 import torch
 from torch import Tensor, nn
+from torch.jit.annotations import BroadcastingList2
 
 from .._checks import check_tensor
 from ._roi import (
     channels_last,
     check_output_size,
     check_scale,
-    convert_boxes_to_roi_format,
     no_double_backward,
+    output_size_pair,
     resolve_deterministic,
+    rois_for,
 )
 
 
+@torch.fx.wrap
 def roi_pool(
     input: Tensor,
     boxes: Union[Tensor, List[Tensor]],
-    output_size,
+    output_size: BroadcastingList2[int],
     spatial_scale: float = 1.0,
-    *,
     deterministic: Optional[bool] = None,
 ) -> Tensor:
     """Max over each of ``output_size`` bins of every RoI: ``[N, C, H, W] -> [K, C, PH, PW]``.
@@ -31,11 +33,34 @@ def roi_pool(
     Differentiable in ``input``. ``deterministic`` (default
     ``torch.are_deterministic_algorithms_enabled()``) asks for a backward that gives the same
     bits on every run; the CPU backward always does. Under ``torch.no_grad()`` or for an input
-    that does not require grad it runs ``roi_pool_inference``, which skips the argmax.
+    that does not require grad it runs ``roi_pool_inference``, which skips the argmax. A
+    quantized ``input`` is pooled in float and requantized with its scale and zero point (max
+    pooling commutes with the affine map). Leaf of ``torch.fx`` traces; compiles with
+    ``torch.jit.script``.
     """
+    if torch.jit.is_scripting():
+        ph, pw = output_size_pair(output_size)
+        det = False if deterministic is None else deterministic
+        return torch.ops.frcnn_fast.roi_pool(
+            input, rois_for(input, boxes), spatial_scale, ph, pw, det
+        )[0]
     check_tensor(input, "input")
-    rois = convert_boxes_to_roi_format(boxes)
-    check_tensor(rois, "boxes")
+    if input.is_quantized:
+        rois = rois_for(input, boxes)
+        out = roi_pool(
+            input.dequantize(),
+            rois.dequantize() if rois.is_quantized else rois,
+            output_size,
+            spatial_scale,
+        )
+        return torch.quantize_per_tensor(out, input.q_scale(), input.q_zero_point(), input.dtype)
+    rois = rois_for(input, boxes)
+    if rois.dtype != input.dtype and rois.is_floating_point() and input.is_floating_point():
+        # Mixed dtypes: pooled in the wider one, returned in input's dtype (see roi_align).
+        common = torch.promote_types(input.dtype, rois.dtype)
+        return roi_pool(
+            input.to(common), rois.to(common), output_size, spatial_scale, deterministic
+        ).to(input.dtype)
     ph, pw = check_output_size(output_size)
     scale = check_scale(spatial_scale)
     det = resolve_deterministic(deterministic)
