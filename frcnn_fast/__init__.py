@@ -36,6 +36,7 @@ from .ops.boxes import (
     clip_boxes,
     remove_small_boxes,
 )
+from .ops.match import match_boxes, match_boxes_batched
 from .ops.nms import batched_nms, batched_nms_padded, nms, nms_padded
 from .ops.poolers import MultiScaleRoIAlign
 from .ops.roi_align import RoIAlign, multilevel_roi_align, roi_align
@@ -75,6 +76,8 @@ __all__ = [
     "encode_boxes",
     "generate_anchors",
     "generate_anchors_multilevel",
+    "match_boxes",
+    "match_boxes_batched",
     "nms",
     "nms_padded",
     "multilevel_roi_align",

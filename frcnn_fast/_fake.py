@@ -176,3 +176,25 @@ def _multilevel_roi_align_backward(
         _grad_map(grad, (batch_size, channels, h, w), channels_last)
         for h, w in zip(heights, widths)
     ]
+
+
+@register_fake("frcnn_fast::match_boxes")
+def _match_boxes(
+    gt_boxes, anchors, high_threshold, low_threshold, allow_low_quality_matches=False, validate=True
+):
+    n = anchors.shape[0]
+    return anchors.new_empty((n,), dtype=torch.int64), anchors.new_empty((n,))
+
+
+@register_fake("frcnn_fast::match_boxes_batched")
+def _match_boxes_batched(
+    gt_boxes,
+    gt_counts,
+    anchors,
+    high_threshold,
+    low_threshold,
+    allow_low_quality_matches=False,
+    validate=True,
+):
+    shape = (gt_boxes.shape[0], anchors.shape[0])
+    return anchors.new_empty(shape, dtype=torch.int64), anchors.new_empty(shape)

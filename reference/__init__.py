@@ -17,6 +17,7 @@ from .boxes import (
     encode_boxes,
     remove_small_boxes,
 )
+from .matcher import match_boxes
 from .nms import batched_nms, batched_nms_padded, nms, nms_padded
 from .roi_align import (
     fpn_levels,
@@ -43,6 +44,7 @@ __all__ = [
     "encode_boxes",
     "generate_anchors",
     "generate_anchors_multilevel",
+    "match_boxes",
     "nms",
     "nms_padded",
     "fpn_levels",
