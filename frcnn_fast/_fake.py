@@ -176,8 +176,29 @@ def _multilevel_roi_align_backward(
 
 @register_fake("frcnn_fast::roi_pool_inference")
 def _roi_pool_inference(input, boxes, spatial_scale, pooled_height, pooled_width):
-    from .ops._roi import channels_last  # the wrappers' layout rule (not at import: no cycle)
-
-    fmt = torch.channels_last if channels_last(input) else torch.contiguous_format
     shape = (boxes.shape[0], input.shape[1], pooled_height, pooled_width)
-    return torch.empty(shape, dtype=input.dtype, device=input.device, memory_format=fmt)
+    return torch.empty(
+        shape, dtype=input.dtype, device=input.device, memory_format=format_of(channels_last(input))
+    )
+
+
+@register_fake("frcnn_fast::match_boxes")
+def _match_boxes(
+    gt_boxes, anchors, high_threshold, low_threshold, allow_low_quality_matches=False, validate=True
+):
+    n = anchors.shape[0]
+    return anchors.new_empty((n,), dtype=torch.int64), anchors.new_empty((n,))
+
+
+@register_fake("frcnn_fast::match_boxes_batched")
+def _match_boxes_batched(
+    gt_boxes,
+    gt_counts,
+    anchors,
+    high_threshold,
+    low_threshold,
+    allow_low_quality_matches=False,
+    validate=True,
+):
+    shape = (gt_boxes.shape[0], anchors.shape[0])
+    return anchors.new_empty(shape, dtype=torch.int64), anchors.new_empty(shape)

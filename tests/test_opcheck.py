@@ -24,6 +24,8 @@ OPS = (
     "batched_nms",
     "nms_padded",
     "batched_nms_padded",
+    "match_boxes",
+    "match_boxes_batched",
     "roi_pool",
     "roi_pool_inference",
     "_roi_pool_backward",
@@ -151,6 +153,23 @@ def samples(name, device):
         return [(bx, sc, g(len(bx)), t, 8) for bx, sc, t in plain] + [
             (b(25), s(25), g(25), 0.5, 50, 0.3)
         ]
+    if name == "match_boxes":
+        gt = b(6, positive=True)
+        return [
+            (gt, b(40, positive=True), 0.7, 0.3, True, True),
+            (gt.double(), b(40, f64, seed=1), 0.5, 0.5, False, True),
+            (b(0), b(10), 0.7, 0.3, True, True),
+            (gt.half(), b(30, f16, seed=2, layout="slice"), 0.7, 0.3, True, False),
+            (gt.bfloat16(), b(30, bf16, seed=3), 0.6, 0.2, True, True),
+        ]
+    if name == "match_boxes_batched":
+        gt = b(12, positive=True).reshape(3, 4, 4)
+        counts = torch.tensor([4, 0, 2], device=device)
+        return [
+            (gt, counts, b(40, positive=True), 0.7, 0.3, True, True),
+            (gt.double(), None, b(40, f64, seed=1), 0.5, 0.4, False, True),
+            (gt[:, :0], torch.zeros(3, dtype=torch.int64, device=device), b(8), 0.7, 0.3),
+        ]
     if name.lstrip("_").startswith(("roi_", "multilevel")):
         return _roi_samples(name, device)
     raise AssertionError(name)
@@ -266,6 +285,8 @@ def test_all_ops_registered():
         "batched_nms": "batched_nms(Tensor boxes, Tensor scores, Tensor idxs, float iou_threshold) -> Tensor",
         "nms_padded": "nms_padded(Tensor boxes, Tensor scores, float iou_threshold, int max_output, float? score_threshold=None) -> (Tensor, Tensor)",
         "batched_nms_padded": "batched_nms_padded(Tensor boxes, Tensor scores, Tensor idxs, float iou_threshold, int max_output, float? score_threshold=None) -> (Tensor, Tensor)",
+        "match_boxes": "match_boxes(Tensor gt_boxes, Tensor anchors, float high_threshold, float low_threshold, bool allow_low_quality_matches=False, bool validate=True) -> (Tensor, Tensor)",
+        "match_boxes_batched": "match_boxes_batched(Tensor gt_boxes, Tensor? gt_counts, Tensor anchors, float high_threshold, float low_threshold, bool allow_low_quality_matches=False, bool validate=True) -> (Tensor, Tensor)",
         "roi_pool": "roi_pool(Tensor input, Tensor boxes, float spatial_scale, SymInt pooled_height, SymInt pooled_width, bool deterministic) -> (Tensor, Tensor)",
         "roi_pool_inference": "roi_pool_inference(Tensor input, Tensor boxes, float spatial_scale, SymInt pooled_height, SymInt pooled_width) -> Tensor",
         "_roi_pool_backward": "_roi_pool_backward(Tensor grad, Tensor boxes, Tensor argmax, SymInt batch_size, SymInt channels, SymInt height, SymInt width, bool channels_last, bool deterministic) -> Tensor",

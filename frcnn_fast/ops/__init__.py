@@ -1,5 +1,6 @@
 from .box_coding import decode_boxes, encode_boxes
 from .boxes import box_area, box_convert, box_iou, box_iou_aligned, clip_boxes, remove_small_boxes
+from .match import match_boxes, match_boxes_batched
 from .nms import batched_nms, batched_nms_padded, nms, nms_padded
 from .poolers import MultiScaleRoIAlign
 from .roi_align import RoIAlign, multilevel_roi_align, roi_align
@@ -18,6 +19,8 @@ __all__ = [
     "clip_boxes",
     "decode_boxes",
     "encode_boxes",
+    "match_boxes",
+    "match_boxes_batched",
     "multilevel_roi_align",
     "nms",
     "nms_padded",
