@@ -190,3 +190,24 @@ def test_nms_all_equal_scores_and_boxes(device, n):
     row = torch.stack([x, torch.zeros(n), x + 3, torch.ones(n)], 1)  # IoU(i, i+1) = 2/4
     assert frcnn_fast.nms(row, scores, 0.5).tolist() == list(range(n))
     assert frcnn_fast.nms(row, scores, 0.49).tolist() == list(range(0, n, 2))
+
+
+@pytest.mark.cuda_emu
+def test_nms_multi_warp_reduction_under_pct():
+    """65 words per row: the reduction runs two warps, and warp 1 may still read the kept bits
+    of one 64-box block while warp 0 resolves the next (what the barrier at the end of its loop
+    prevents). PCT schedules starve warp 1 in about half the blocks they run."""
+    rng = np.random.default_rng(5)
+    n = 64 * 65
+    centres = rng.uniform(0, 1000, size=(n, 2))
+    sides = rng.uniform(20, 120, size=(n, 2))
+    boxes = torch.as_tensor(np.round(np.concatenate([centres, centres + sides], 1) * 8) / 8)
+    scores = torch.as_tensor(rng.permutation(n) / n)
+    want = frcnn_fast.nms(boxes, scores, 0.3)
+    for seed in range(4):
+        with cuda_emu.emulated(seed, 2, 65535, schedule="pct"):
+            # the first launch teaches PCT the kernel's step count (its change points are
+            # drawn over it); every launch must give the CPU's answer
+            for launch in range(3):
+                got = frcnn_fast.nms(boxes, scores, 0.3)
+                assert got.tolist() == want.tolist(), f"seed {seed}, launch {launch}"

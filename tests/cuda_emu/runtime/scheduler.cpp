@@ -144,6 +144,7 @@ struct Block {
   uint64_t change_points[16] = {};
   int num_change_points = 0;
   uint64_t steps = 0;
+  bool unsorted = true;  // PCT keeps `runnable` in ascending priority: the next is the last
   // the first misuse: reported by the scheduler, which formats the message
   Misuse misuse = Misuse::kNone;
   bool aborting = false;  // after a misuse: the remaining threads are resumed once, to end
@@ -352,6 +353,7 @@ FRCNN_EMU_NO_TSAN unsigned exited_lanes(const Block& b, int warp) {
 FRCNN_EMU_NO_TSAN void make_runnable(Block& b, Fiber& f) {
   f.state = State::kRunnable;
   b.runnable[b.num_runnable++] = f.tid;
+  b.unsorted = true;
 }
 
 // ------------------------------------------------------------------ completing collectives
@@ -634,13 +636,15 @@ FRCNN_EMU_NO_TSAN int pick_next(Block& b) {
   if (!b.pct) {
     return static_cast<int>(splitmix(b.rng) % static_cast<uint64_t>(b.num_runnable));
   }
-  int best = 0;
-  for (int i = 1; i < b.num_runnable; ++i) {
-    if (b.priority[b.runnable[i]] > b.priority[b.runnable[best]]) {
-      best = i;
-    }
+  // Sorted once after a barrier or collective wakes threads, not scanned at every step: the
+  // highest-priority thread runs until it blocks (removing the last element keeps the order).
+  if (b.unsorted) {
+    const int64_t* pri = b.priority;
+    std::sort(
+        b.runnable, b.runnable + b.num_runnable, [pri](int a, int c) { return pri[a] < pri[c]; });
+    b.unsorted = false;
   }
-  return best;
+  return b.num_runnable - 1;
 }
 
 // PCT: after step number b.steps, the thread that just ran drops to priority i at the i-th
@@ -649,6 +653,7 @@ FRCNN_EMU_NO_TSAN void pct_after_step(Block& b, const Fiber& f) {
   for (int i = 0; i < b.num_change_points; ++i) {
     if (b.change_points[i] == b.steps) {
       b.priority[f.tid] = i;
+      b.unsorted = true;
     }
   }
 }
