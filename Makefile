@@ -41,7 +41,11 @@ test: build emu
 # the tests marked cuda_emu are the ones that run emulated CUDA kernels. setarch -R: TSan needs
 # the classic memory layout.
 CXX ?= g++
-SANITIZE_TESTS ?= tests -p no:cacheprovider
+# Few hypothesis examples (the 'quick' profile): the instrumented kernels run 3-10x slower, and
+# what the sanitizers look for shows on the first inputs or not at all; --durations names the
+# slowest tests, to keep the whole under 45 minutes on two cores.
+SANITIZE_TESTS ?= tests -p no:cacheprovider --durations=15
+SANITIZE_PROFILE = HYPOTHESIS_PROFILE=quick
 # libstdc++ preloaded too: the sanitizers' exception interceptors must find it at start-up.
 ASAN_ENV = FRCNN_CUDA_EMU_VARIANT=address \
   LD_PRELOAD="$$($(CXX) -print-file-name=libasan.so) $$($(CXX) -print-file-name=libstdc++.so)" \
@@ -55,10 +59,10 @@ TSAN_ENV = FRCNN_CUDA_EMU_VARIANT=thread \
 sanitize: build
 	$(ASAN_ENV) $(PY) -m tests.cuda_emu.build --variant address
 	$(ASAN_ENV) $(PY) -m tests.cuda_emu.canaries address
-	$(ASAN_ENV) $(PY) -m pytest $(SANITIZE_TESTS) -m cuda_emu
+	$(ASAN_ENV) $(SANITIZE_PROFILE) $(PY) -m pytest $(SANITIZE_TESTS) -m cuda_emu
 	$(TSAN_ENV) setarch $$(uname -m) -R $(PY) -m tests.cuda_emu.build --variant thread
 	$(TSAN_ENV) setarch $$(uname -m) -R $(PY) -m tests.cuda_emu.canaries thread
-	$(TSAN_ENV) setarch $$(uname -m) -R $(PY) -m pytest $(SANITIZE_TESTS) -m "cuda_emu and not deliberate_race"
+	$(TSAN_ENV) $(SANITIZE_PROFILE) setarch $$(uname -m) -R $(PY) -m pytest $(SANITIZE_TESTS) -m "cuda_emu and not deliberate_race"
 
 # Hooks are 'language: system': they run the venv's pinned tools, so the venv goes first on PATH.
 LINT_PATH = PATH="$(abspath $(VENV))/bin:$$PATH"

@@ -356,3 +356,112 @@ def seed_nine(centre=8.0):
             h, w = s * math.sqrt(r), s / math.sqrt(r)
             rows.append([centre - w / 2, centre - h / 2, centre + w / 2, centre + h / 2])
     return np.asarray(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# tie-heavy inputs: where the order of equal values decides the result
+# --------------------------------------------------------------------------------------------
+# Random floats never tie, but real inputs do: a detector's feature maps are ReLU outputs full of
+# exact zeros, quantised models have a few levels, proposals repeat and share scores. Every value
+# here is a multiple of 1/4 of small magnitude, exact in every dtype (bfloat16 included).
+TIE_MAP_KINDS = ("relu", "sparse_relu", "quantised", "plateaus", "constant", "signed_zeros")
+
+
+@st.composite
+def tie_maps(draw, max_n=2, max_c=3, max_hw=12, kinds=TIE_MAP_KINDS):
+    """``[N, C, H, W]`` float64 feature maps in which most bins hold equal maxima:
+    ``relu`` (about half exact zeros), ``sparse_relu`` (about 85% zeros), ``quantised`` (5
+    levels), ``plateaus`` (2x2 or 3x3 blocks of one quantised value), ``constant`` and
+    ``signed_zeros`` (0.0 and -0.0, equal but with different bits, and -1)."""
+    shape = (
+        draw(st.integers(1, max_n)),
+        draw(st.integers(1, max_c)),
+        draw(st.integers(1, max_hw)),
+        draw(st.integers(1, max_hw)),
+    )
+    kind = draw(st.sampled_from(kinds))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    if kind == "relu":
+        x = np.maximum(np.round(rng.normal(size=shape) * 4) / 4, 0.0)
+    elif kind == "sparse_relu":
+        x = np.maximum(np.round((rng.normal(size=shape) - 1.0) * 4) / 4, 0.0)
+    elif kind == "quantised":
+        x = rng.integers(-2, 3, size=shape) / 4.0
+    elif kind == "plateaus":
+        k = draw(st.sampled_from([2, 3]))
+        n, c, h, w = shape
+        small = rng.integers(-2, 3, size=(n, c, -(-h // k), -(-w // k))) / 4.0
+        x = np.kron(small, np.ones((1, 1, k, k)))[:, :, :h, :w]
+    elif kind == "constant":
+        x = np.full(shape, draw(st.sampled_from([0.0, -0.0, -1.5, 2.25])))
+    else:
+        x = rng.choice(np.array([0.0, -0.0, -1.0]), size=shape)
+    return np.ascontiguousarray(x)
+
+
+@st.composite
+def tie_rois(draw, batch, height, width, scale, max_k=8):
+    """``[K, 5]`` RoIs ``(batch_index, x1, y1, x2, y2)`` on whole cells (so bins cover several
+    cells of a plateau), the whole map, and duplicated rows (the same bins pooled twice: their
+    gradients meet in the same cells)."""
+    k = draw(st.integers(1, max_k))
+    rows = []
+    for _ in range(k):
+        kind = draw(st.sampled_from(["cells", "cells", "whole", "half_cells"]))
+        if kind == "whole":
+            x1, y1, x2, y2 = 0.0, 0.0, (width - 1) / scale, (height - 1) / scale
+        else:
+            step = 1.0 if kind == "cells" else 0.5
+            cx = draw(st.integers(-1, int((width + 1) / step)))
+            cy = draw(st.integers(-1, int((height + 1) / step)))
+            cw = draw(st.integers(0, int(width / step)))
+            ch = draw(st.integers(0, int(height / step)))
+            x1, y1 = cx * step / scale, cy * step / scale
+            x2, y2 = x1 + cw * step / scale, y1 + ch * step / scale
+        rows.append([draw(st.integers(0, batch - 1)), x1, y1, x2, y2])
+    rows = np.asarray(rows, dtype=np.float64).reshape(k, 5)
+    if k > 1:
+        for _ in range(draw(st.integers(0, k - 1))):
+            rows[draw(st.integers(0, k - 1))] = rows[draw(st.integers(0, k - 1))]
+    return rows
+
+
+def integer_grads(rng, shape):
+    """Gradients in {-2, ..., 2}: every sum of them is exact in every dtype, whatever the order of
+    the additions, so backward results can be compared bit for bit across implementations."""
+    return rng.integers(-2, 3, size=shape).astype(np.float64)
+
+
+@st.composite
+def tie_scores(draw, n):
+    """Scores with ties only: all equal, two levels, or a few levels, with 0.0 and -0.0 mixed
+    (equal, so input order decides)."""
+    kind = draw(st.sampled_from(["equal", "two", "few", "signed_zeros"]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    if kind == "equal":
+        return np.full(n, 0.75)
+    if kind == "two":
+        return rng.choice(np.array([0.25, 0.5]), size=n)
+    if kind == "few":
+        return rng.integers(0, 4, size=n) / 4.0
+    return rng.choice(np.array([0.0, -0.0, 0.5]), size=n)
+
+
+@st.composite
+def lattice_boxes(draw, min_n=1, max_n=200):
+    """Equal boxes on a lattice (every horizontal or vertical neighbour pair has the same IoU,
+    exactly 0.5 or 1/3 for some sizes, which are also common thresholds), some repeated (IoU 1),
+    in a random order."""
+    n = draw(st.integers(min_n, max_n))
+    step = draw(st.sampled_from([1.0, 2.0, 4.0]))
+    w = step * draw(st.sampled_from([2, 3, 4]))  # neighbour IoU (w - step) / (w + step)
+    h = step * draw(st.sampled_from([1, 3, 8]))
+    cols = draw(st.integers(1, 16))
+    k = np.arange(n)
+    x1, y1 = (k % cols) * step, (k // cols) * step
+    boxes = np.stack([x1, y1, x1 + w, y1 + h], axis=1).astype(np.float64)
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    if n > 1:
+        dup = rng.integers(0, n, size=draw(st.integers(0, n // 2)))
+        boxes[rng.permutation(n)[: len(dup)]] = boxes[dup]
+    return boxes[rng.permutation(n)]

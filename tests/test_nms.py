@@ -581,10 +581,21 @@ def test_cuda_equals_cpu_block_sizes(backend, dtype, n):
     and scattered; one group, few large groups, many small groups."""
     rng = np.random.default_rng(n)
     lim = _lim(dtype)
-    for boxes in (_clustered_np(rng, n, lim), np.round(_scattered_np(rng, n, lim) * 8) / 8):
+    kinds = (_clustered_np(rng, n, lim), np.round(_scattered_np(rng, n, lim) * 8) / 8)
+    group_counts = (1, 3, max(2, n // 10))
+    schedules = NMS_SCHEDULES[:2] if n > 1000 else NMS_SCHEDULES
+    if n > 1000 and cuda_emu.sanitized():
+        # Under a sanitizer these cases took over 25 minutes. Only one group has rows long
+        # enough for the strided reduction passes they are here for (the other group counts
+        # and the grid caps are covered by the smaller sizes): one group, one box set (the
+        # clustered set for 64 * 33 - 1, the scattered one for 64 * 33 + 1), one schedule.
+        kinds = kinds[n % 64 == 1 :][:1]
+        group_counts = (1,)
+        schedules = NMS_SCHEDULES[:1]
+    for boxes in kinds:
         scores = rng.integers(0, n // 3 + 1, n) / 4.0
         b, s = to_tensor(boxes, dtype), to_tensor(scores, dtype)
-        for groups in (1, 3, max(2, n // 10)):
+        for groups in group_counts:
             i = torch.as_tensor(rng.integers(0, groups, n))
             _assert_cuda_equals_cpu(
                 backend,
@@ -594,7 +605,7 @@ def test_cuda_equals_cpu_block_sizes(backend, dtype, n):
                 0.6,
                 n // 2,
                 0.5,
-                schedules=NMS_SCHEDULES[:2] if n > 1000 else NMS_SCHEDULES,
+                schedules=schedules,
                 n=n,
                 groups=groups,
             )

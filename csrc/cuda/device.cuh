@@ -11,6 +11,10 @@
 //   FRCNN_LAUNCH(kernel, grid, block, shared_bytes, stream)(args...);
 //   C10_CUDA_KERNEL_LAUNCH_CHECK();
 //   FRCNN_DYNAMIC_SHARED(T, name);           (in a kernel) T* name = the dynamic shared memory
+//   FRCNN_STATIC_SHARED(T, name);            (in a kernel) __shared__ T name;
+//   FRCNN_STATIC_SHARED(T, name, [N][M]);    (in a kernel) __shared__ T name[N][M];
+//                                            (a per-block allocation in the emulated build,
+//                                            where the sanitizers see it)
 //   max_grid_dim()                           the cap on every grid dimension; lowered in the
 //                                            emulated build so small inputs pass it
 //   FRCNN_CUDA_LIBRARY_IMPL(m) { m.impl(...); }   the CUDA kernels of the op library
@@ -52,6 +56,15 @@ inline int64_t device_available_bytes(const c10::Device& /*device*/) {
   ::frcnn_emu::launch(kernel, grid, block, shared_bytes, stream, #kernel)
 #define FRCNN_DYNAMIC_SHARED(T, name) \
   T* name = static_cast<T*>(::frcnn_emu::dynamic_shared_memory())
+// A reference to the block's instance; the tag's address names the declaration (one per template
+// instantiation, as a __shared__ variable is).
+#define FRCNN_STATIC_SHARED(T, name, ...)                                               \
+  using frcnn_static_shared_##name##_type = T __VA_ARGS__;                              \
+  static char frcnn_static_shared_##name##_tag;                                         \
+  frcnn_static_shared_##name##_type& name =                                             \
+      *static_cast<frcnn_static_shared_##name##_type*>(::frcnn_emu::static_shared(      \
+          &frcnn_static_shared_##name##_tag, sizeof(frcnn_static_shared_##name##_type), \
+          alignof(frcnn_static_shared_##name##_type)))
 // Launches run synchronously and throw on misuse; there is nothing left to check.
 #define C10_CUDA_KERNEL_LAUNCH_CHECK() ((void)0)
 // The emulated kernels serve CPU tensors, in a library of their own (frcnn_fast_cuda_emu).
@@ -91,5 +104,6 @@ inline int64_t device_available_bytes(const c10::Device& device) {
 #define FRCNN_DYNAMIC_SHARED(T, name)                                       \
   extern __shared__ __align__(16) unsigned char frcnn_dynamic_shared_raw[]; \
   T* name = reinterpret_cast<T*>(frcnn_dynamic_shared_raw)
+#define FRCNN_STATIC_SHARED(T, name, ...) __shared__ T name __VA_ARGS__
 #define FRCNN_CUDA_LIBRARY_IMPL(m) TORCH_LIBRARY_IMPL(FRCNN_FAST_LIBRARY, CUDA, m)
 #endif

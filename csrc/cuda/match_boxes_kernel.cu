@@ -44,8 +44,11 @@ __global__ void gt_best_kernel(
     int64_t g_max, const scalar_t* __restrict__ anchors, int64_t a_count,
     typename IouBits<at::opmath_type<scalar_t>>::type* __restrict__ best) {
   using T = at::opmath_type<scalar_t>;
-  __shared__ T s_x1[kGtPerBlock], s_y1[kGtPerBlock], s_x2[kGtPerBlock], s_y2[kGtPerBlock];
-  __shared__ T s_area[kGtPerBlock];
+  FRCNN_STATIC_SHARED(T, s_x1, [kGtPerBlock]);
+  FRCNN_STATIC_SHARED(T, s_y1, [kGtPerBlock]);
+  FRCNN_STATIC_SHARED(T, s_x2, [kGtPerBlock]);
+  FRCNN_STATIC_SHARED(T, s_y2, [kGtPerBlock]);
+  FRCNN_STATIC_SHARED(T, s_area, [kGtPerBlock]);
   const int64_t gt_blocks = (g_max + kGtPerBlock - 1) / kGtPerBlock;
   const int64_t slice = kSliceTiles * kGtPerBlock;
   const int64_t slices = (a_count + slice - 1) / slice;
@@ -104,8 +107,12 @@ __global__ void assign_kernel(
     at::opmath_type<scalar_t> high, at::opmath_type<scalar_t> low, bool allow_low_quality,
     int64_t* __restrict__ matches, scalar_t* __restrict__ max_iou) {
   using T = at::opmath_type<scalar_t>;
-  __shared__ T s_x1[kGtTile], s_y1[kGtTile], s_x2[kGtTile], s_y2[kGtTile], s_area[kGtTile];
-  __shared__ T s_target[kGtTile];
+  FRCNN_STATIC_SHARED(T, s_x1, [kGtTile]);
+  FRCNN_STATIC_SHARED(T, s_y1, [kGtTile]);
+  FRCNN_STATIC_SHARED(T, s_x2, [kGtTile]);
+  FRCNN_STATIC_SHARED(T, s_y2, [kGtTile]);
+  FRCNN_STATIC_SHARED(T, s_area, [kGtTile]);
+  FRCNN_STATIC_SHARED(T, s_target, [kGtTile]);
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t b = blockIdx.y; b < batch; b += gridDim.y) {
     const int64_t count = gt_count(counts, b, g_max);

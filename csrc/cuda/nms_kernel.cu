@@ -104,7 +104,7 @@ template <typename T>
 __global__ void nms_mask_kernel(
     const T* __restrict__ boxes, Segments seg, int64_t row_items, bool batched, T threshold,
     int64_t words, uint64_t* __restrict__ mask) {
-  __shared__ T cols[kBlockBits * 4];
+  FRCNN_STATIC_SHARED(T, cols, [kBlockBits * 4]);
   const int t = threadIdx.x;
   for (int64_t u = blockIdx.x; u < row_items; u += gridDim.x) {
     const int64_t p0 = batched ? u : u * kBlockBits;
@@ -163,7 +163,7 @@ __global__ void nms_reduce_kernel(
     const uint64_t* __restrict__ mask, int64_t words, Segments seg, int64_t segment_items,
     bool batched, const int64_t* __restrict__ rank_of_pos, const int64_t* __restrict__ n_pass,
     uint64_t* __restrict__ removed, int32_t* __restrict__ keep_by_rank) {
-  __shared__ uint64_t kept_shared;
+  FRCNN_STATIC_SHARED(uint64_t, kept_shared);
   const int t = threadIdx.x;
   const int64_t passing = n_pass == nullptr ? seg.m : *n_pass;
   for (int64_t u = blockIdx.x; u < segment_items; u += gridDim.x) {

@@ -23,7 +23,17 @@ import zlib
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-__all__ = ["LIBRARY", "EmulatedCuda", "emulated", "load", "seed_for", "variant"]
+__all__ = [
+    "LIBRARY",
+    "SETTINGS",
+    "EmulatedCuda",
+    "emulated",
+    "load",
+    "restore",
+    "sanitized",
+    "seed_for",
+    "variant",
+]
 
 # The op library of the emulated kernels (csrc/*.cpp compiled with FRCNN_FAST_LIBRARY set to it).
 LIBRARY = "frcnn_fast_cuda_emu"
@@ -31,6 +41,13 @@ LIBRARY = "frcnn_fast_cuda_emu"
 
 def variant():
     return os.environ.get("FRCNN_CUDA_EMU_VARIANT", "plain")
+
+
+def sanitized():
+    """Whether the emulated kernels run under a sanitizer (``make sanitize``), several times
+    slower: the largest test cases then keep their sizes (the code paths those sizes reach) but
+    run fewer repetitions."""
+    return variant() != "plain"
 
 
 @functools.lru_cache(maxsize=None)
@@ -67,22 +84,38 @@ def seed_for(text):
     return zlib.crc32(text.encode())
 
 
+# The settings configure() takes, as config() reports them.
+SETTINGS = ("seed", "workers", "max_grid_dim", "schedule", "pct_depth")
+
+
+def restore(ext, saved):
+    """Put back the settings of an earlier ``ext.config()``."""
+    ext.configure(**{k: saved[k] for k in SETTINGS})
+
+
 @contextlib.contextmanager
-def emulated(seed=0, workers=2, max_grid_dim=0):
+def emulated(seed=0, workers=2, max_grid_dim=0, schedule="mixed", pct_depth=3):
     """Run ``torch.ops.frcnn_fast`` ops on the emulated CUDA kernels inside the block.
 
     ``seed`` picks the schedules (every launch inside draws its own from it); ``workers`` is
     the number of OS threads running blocks; ``max_grid_dim`` is the cap the launch code sees
     (65535 as on a GPU, a small number to push small inputs through grid-stride loops, 0 for a
-    seeded random choice per launch).
+    seeded random choice per launch); ``schedule`` is ``"uniform"`` (a random runnable thread at
+    every scheduling point), ``"pct"`` (probabilistic concurrency testing with bug depth
+    ``pct_depth``: random thread or warp priorities, changed at ``pct_depth - 1`` random steps)
+    or ``"mixed"`` (each block draws one of the two from the seed).
     """
     ext = load()
     saved = ext.config()
-    ext.configure(seed=seed, workers=workers, max_grid_dim=max_grid_dim)
+    ext.configure(
+        seed=seed,
+        workers=workers,
+        max_grid_dim=max_grid_dim,
+        schedule=schedule,
+        pct_depth=pct_depth,
+    )
     try:
         with EmulatedCuda():
             yield ext
     finally:
-        ext.configure(
-            seed=saved["seed"], workers=saved["workers"], max_grid_dim=saved["max_grid_dim"]
-        )
+        restore(ext, saved)

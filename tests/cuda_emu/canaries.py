@@ -15,10 +15,14 @@ CASES = {
     "address": [
         ("canary_shared_overrun", 64, "heap-buffer-overflow"),
         ("canary_global_overrun", 64, "heap-buffer-overflow"),
+        ("canary_static_shared_overrun", 64, "heap-buffer-overflow"),
     ],
     "thread": [
         ("canary_shared_race", 64, "data race"),
         ("canary_global_race", 64, "data race"),
+        # rounds=0: a read-modify-write race; rounds=3: the missing end-of-loop barrier
+        ("canary_static_shared_race", 0, "data race"),
+        ("canary_static_shared_race", 3, "data race"),
     ],
 }
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from . import load
+from . import load, restore
 
 
 @pytest.fixture
@@ -11,4 +11,4 @@ def ext():
     ext = load()
     saved = ext.config()
     yield ext
-    ext.configure(seed=saved["seed"], workers=saved["workers"], max_grid_dim=saved["max_grid_dim"])
+    restore(ext, saved)

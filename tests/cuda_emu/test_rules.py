@@ -29,7 +29,11 @@ FORBIDDEN = [
         "no CUB, Thrust or cooperative groups inside kernels (use ATen on the host)",
     ),
     (r"__CUDA_ARCH__", "no __CUDA_ARCH__ branches"),
-    (r"extern\s+__shared__", "dynamic shared memory through FRCNN_DYNAMIC_SHARED"),
+    (
+        r"\b__shared__\b",
+        "shared memory through FRCNN_DYNAMIC_SHARED / FRCNN_STATIC_SHARED (the emulated build "
+        "gives them memory the sanitizers see)",
+    ),
     (
         r"\b__(shfl|shfl_up|shfl_down|shfl_xor|ballot|any|all)\s*\(",
         "warp collectives with explicit masks (the _sync forms)",

@@ -25,9 +25,11 @@
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
-// Static shared memory: one instance per OS thread, and an OS thread runs one block at a time,
-// so the threads (fibers) of a block share it and two blocks never do.
-#define __shared__ static thread_local
+// Static shared memory is declared with FRCNN_STATIC_SHARED (csrc/cuda/device.cuh), which the
+// emulation turns into a per-block allocation: the sanitizers see ordinary heap memory (GCC's
+// TSan does not instrument thread-local storage, and ASan puts no red zones around it).
+#define __shared__ \
+  static_assert(false, "static shared memory: FRCNN_STATIC_SHARED(T, name[, [N]...])");
 
 struct dim3 {
   unsigned int x, y, z;
@@ -71,6 +73,9 @@ void yield_point();
 void fence();
 
 void* dynamic_shared_memory();
+// A static __shared__ variable of the calling thread's block, identified by `tag` (a static
+// object of the declaring function): allocated by the first thread that reaches it.
+void* static_shared(const void* tag, size_t bytes, size_t align);
 int64_t max_grid_dim();
 
 struct LaunchConfig {

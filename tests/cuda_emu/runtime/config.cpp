@@ -7,6 +7,7 @@ namespace {
 Config g_config;
 std::atomic<uint64_t> g_cap_draws{0};
 std::atomic<uint64_t> g_launch_index{0};
+std::atomic<uint64_t> g_generation{0};
 }  // namespace
 
 const Config& config() {
@@ -17,6 +18,11 @@ void set_config(const Config& c) {
   g_config = c;
   g_cap_draws = 0;
   g_launch_index = 0;
+  g_generation.fetch_add(1);
+}
+
+uint64_t config_generation() {
+  return g_generation.load();
 }
 
 uint64_t next_launch_index() {

@@ -2,7 +2,17 @@
 // on one OS thread, with a seeded scheduler that picks which runnable thread goes next.
 //
 // A thread runs until it reaches a scheduling point (a barrier, a warp collective, an atomic or
-// a fence) or exits; the scheduler then picks, at random, another runnable thread. Barriers and
+// a fence) or exits; the scheduler then picks which runnable thread goes next, by one of two
+// schedules (Config::schedule, or a seeded draw per block):
+//  * uniform: a uniformly random runnable thread. Threads progress at similar rates, so it
+//    rarely starves one thread long enough to expose a race that needs a long delay.
+//  * PCT, probabilistic concurrency testing (Burckhardt, Kothari, Musuvathi, Nagarakatte,
+//    ASPLOS 2010): every thread gets a random distinct priority (per thread, or warp-major so
+//    that a whole warp runs ahead of another), the highest-priority runnable thread always runs,
+//    and at d - 1 steps drawn uniformly from the expected number of steps k the running thread
+//    drops below every other. A bug that needs d ordering constraints between threads is hit
+//    with probability >= 1 / (n k^(d-1)) per run, n threads; many need far less (one slow warp).
+// Barriers and
 // warp collectives complete as soon as every thread they name has arrived, so a missing
 // __syncthreads shows as a wrong answer under some seeds, and misuse (a barrier some threads
 // never reach, a warp mask that names exited or absent lanes, deadlock) is detected and reported
@@ -61,6 +71,8 @@ enum class Misuse {
   kExitDuringBarrier,
   kBarrierSiteMismatch,
   kDeadlock,
+  kNoMemory,
+  kTooManyStatics,
 };
 
 struct Fiber {
@@ -96,6 +108,15 @@ struct LaunchSync {
   char done = 0;   // released by every thread as it exits, acquired by the host after the launch
 };
 
+constexpr int kMaxStaticShared = 32;  // declarations per kernel
+
+// One static __shared__ variable of a running block (FRCNN_STATIC_SHARED): its own allocation,
+// so that AddressSanitizer sees an overrun and ThreadSanitizer sees the accesses.
+struct StaticShared {
+  const void* tag;  // the declaration (and template instantiation)
+  void* memory;
+};
+
 struct Block {
   const LaunchConfig* config = nullptr;
   void (*body)(void*) = nullptr;
@@ -113,6 +134,17 @@ struct Block {
   const void* scheduler_stack = nullptr;
   size_t scheduler_stack_size = 0;
   void* dynamic_shared = nullptr;
+  // a plain array: std::vector's members would be TSan-instrumented calls from fibers
+  StaticShared statics[kMaxStaticShared];
+  int num_statics = 0;
+  char statics_token = 0;  // released by each allocation, acquired by every thread that finds it
+  // PCT: priorities by thread id, the steps after which the running thread is demoted
+  bool pct = false;
+  int64_t* priority = nullptr;
+  uint64_t change_points[16] = {};
+  int num_change_points = 0;
+  uint64_t steps = 0;
+  bool unsorted = true;  // PCT keeps `runnable` in ascending priority: the next is the last
   // the first misuse: reported by the scheduler, which formats the message
   Misuse misuse = Misuse::kNone;
   bool aborting = false;  // after a misuse: the remaining threads are resumed once, to end
@@ -137,6 +169,48 @@ std::atomic<uint64_t> g_launches{0};
 std::atomic<uint64_t> g_blocks{0};
 std::atomic<uint64_t> g_threads{0};
 std::atomic<uint64_t> g_switches{0};
+std::atomic<uint64_t> g_pct_blocks{0};
+
+// PCT draws its change points over the expected number of steps of a block. What a block of a
+// kernel took is known after its first launch; until then a guess of a few steps per thread.
+// The record is per kernel name and is forgotten when the settings change (a replay with the
+// same settings and launches then draws the same change points).
+class StepRecord {
+ public:
+  FRCNN_EMU_NO_TSAN uint64_t expected(const char* kernel, int num_threads) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    forget_if_stale();
+    for (const auto& e : entries_) {
+      if (e.first == kernel) {
+        return e.second;
+      }
+    }
+    return 4 * static_cast<uint64_t>(num_threads);
+  }
+  FRCNN_EMU_NO_TSAN void record(const char* kernel, uint64_t steps) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    forget_if_stale();
+    for (auto& e : entries_) {
+      if (e.first == kernel) {
+        e.second = steps;
+        return;
+      }
+    }
+    entries_.emplace_back(kernel, steps);
+  }
+
+ private:
+  void forget_if_stale() {
+    if (generation_ != config_generation()) {
+      generation_ = config_generation();
+      entries_.clear();
+    }
+  }
+  std::mutex mutex_;
+  uint64_t generation_ = ~uint64_t(0);
+  std::vector<std::pair<std::string, uint64_t>> entries_;
+};
+StepRecord g_steps;
 
 FRCNN_EMU_NO_TSAN uint64_t splitmix(uint64_t& state) {
   uint64_t z = (state += 0x9e3779b97f4a7c15ull);
@@ -279,6 +353,7 @@ FRCNN_EMU_NO_TSAN unsigned exited_lanes(const Block& b, int warp) {
 FRCNN_EMU_NO_TSAN void make_runnable(Block& b, Fiber& f) {
   f.state = State::kRunnable;
   b.runnable[b.num_runnable++] = f.tid;
+  b.unsorted = true;
 }
 
 // ------------------------------------------------------------------ completing collectives
@@ -483,6 +558,13 @@ std::string describe_misuse(const Block& b) {
          << " exited";
       break;
     }
+    case Misuse::kNoMemory:
+      os << who << " could not allocate a static __shared__ variable";
+      break;
+    case Misuse::kTooManyStatics:
+      os << who << " declared more than " << kMaxStaticShared
+         << " static __shared__ variables (raise kMaxStaticShared)";
+      break;
     case Misuse::kNone:
       break;
   }
@@ -502,12 +584,85 @@ FRCNN_EMU_NO_TSAN void first_deadlocked(Block& b) {
 struct WorkerState {
   std::vector<Fiber> fibers;
   std::vector<int> runnable;
+  std::vector<int64_t> priority;
 };
+
+FRCNN_EMU_NO_TSAN void shuffle(int64_t* v, int n, uint64_t& rng) {
+  for (int i = n - 1; i > 0; --i) {
+    std::swap(v[i], v[splitmix(rng) % static_cast<uint64_t>(i + 1)]);
+  }
+}
+
+// PCT's initial priorities, d .. d + n - 1 (0 .. d - 1 are left for the change points):
+// per thread, or warp-major (a random order of warps, of lanes within each warp).
+FRCNN_EMU_NO_TSAN void pct_setup(Block& b, uint64_t expected_steps) {
+  const int64_t d = config().pct_depth;
+  const int n = b.num_threads;
+  int64_t* pri = b.priority;
+  if (splitmix(b.rng) & 1) {
+    for (int t = 0; t < n; ++t) {
+      pri[t] = t;
+    }
+    shuffle(pri, n, b.rng);
+  } else {
+    std::vector<int64_t> warp_rank(static_cast<size_t>(b.num_warps));
+    for (int w = 0; w < b.num_warps; ++w) {
+      warp_rank[static_cast<size_t>(w)] = w;
+    }
+    shuffle(warp_rank.data(), b.num_warps, b.rng);
+    int64_t lane_rank[32];
+    for (int w = 0; w < b.num_warps; ++w) {
+      const int lanes = std::min(32, n - 32 * w);
+      for (int l = 0; l < lanes; ++l) {
+        lane_rank[l] = l;
+      }
+      shuffle(lane_rank, lanes, b.rng);
+      for (int l = 0; l < lanes; ++l) {
+        pri[32 * w + l] = 32 * warp_rank[static_cast<size_t>(w)] + lane_rank[l];
+      }
+    }
+  }
+  for (int t = 0; t < n; ++t) {
+    pri[t] += d;
+  }
+  b.num_change_points = static_cast<int>(d - 1);
+  for (int i = 0; i < b.num_change_points; ++i) {
+    b.change_points[i] = 1 + splitmix(b.rng) % std::max<uint64_t>(expected_steps, 1);
+  }
+}
+
+// The index into b.runnable of the thread that runs next.
+FRCNN_EMU_NO_TSAN int pick_next(Block& b) {
+  if (!b.pct) {
+    return static_cast<int>(splitmix(b.rng) % static_cast<uint64_t>(b.num_runnable));
+  }
+  // Sorted once after a barrier or collective wakes threads, not scanned at every step: the
+  // highest-priority thread runs until it blocks (removing the last element keeps the order).
+  if (b.unsorted) {
+    const int64_t* pri = b.priority;
+    std::sort(
+        b.runnable, b.runnable + b.num_runnable, [pri](int a, int c) { return pri[a] < pri[c]; });
+    b.unsorted = false;
+  }
+  return b.num_runnable - 1;
+}
+
+// PCT: after step number b.steps, the thread that just ran drops to priority i at the i-th
+// change point, below every thread that has not been demoted.
+FRCNN_EMU_NO_TSAN void pct_after_step(Block& b, const Fiber& f) {
+  for (int i = 0; i < b.num_change_points; ++i) {
+    if (b.change_points[i] == b.steps) {
+      b.priority[f.tid] = i;
+      b.unsorted = true;
+    }
+  }
+}
 
 // Returns "" or the misuse message.
 FRCNN_EMU_NO_TSAN std::string run_block(
     const LaunchConfig& c, void (*body)(void*), void* context, int64_t linear, uint64_t launch_id,
-    LaunchSync& launch, WorkerState& ws) {
+    LaunchSync& launch, uint64_t expected_steps, std::atomic<uint64_t>& max_steps,
+    WorkerState& ws) {
   const Config& cfg = config();
   blockIdx = dim3(
       static_cast<unsigned>(linear % c.grid.x),
@@ -521,11 +676,19 @@ FRCNN_EMU_NO_TSAN std::string run_block(
   b.num_warps = (b.num_threads + 31) / 32;
   ws.fibers.resize(b.num_threads);
   ws.runnable.resize(b.num_threads);
+  ws.priority.resize(b.num_threads);
   b.fibers = ws.fibers.data();
   b.runnable = ws.runnable.data();
+  b.priority = ws.priority.data();
   b.rng = cfg.seed ^ (launch_id * 0xd1342543de82ef95ull) ^
       (static_cast<uint64_t>(linear) * 0x9e3779b97f4a7c15ull);
   splitmix(b.rng);
+  b.pct = cfg.schedule == Schedule::kPct ||
+      (cfg.schedule == Schedule::kMixed && (splitmix(b.rng) >> 17 & 1));
+  if (b.pct) {
+    pct_setup(b, expected_steps);
+    g_pct_blocks.fetch_add(1, std::memory_order_relaxed);
+  }
   // Dynamic shared memory: its own allocation of exactly the launch's size (so AddressSanitizer
   // sees an overrun), filled with 0xff bytes (NaN, -1) so that a read before any write shows.
   b.dynamic_shared = std::malloc(c.shared_bytes == 0 ? 1 : c.shared_bytes);
@@ -557,11 +720,15 @@ FRCNN_EMU_NO_TSAN std::string run_block(
       first_deadlocked(b);
       break;
     }
-    const int pick = static_cast<int>(splitmix(b.rng) % static_cast<uint64_t>(b.num_runnable));
+    const int pick = pick_next(b);
     Fiber& f = b.fibers[b.runnable[pick]];
     enter_fiber(b, f);
+    ++b.steps;
     if (b.misuse != Misuse::kNone) {
       break;
+    }
+    if (b.pct) {
+      pct_after_step(b, f);
     }
     if (f.state == State::kRunnable) {
       continue;  // a yield point: it stays in the pool
@@ -609,6 +776,12 @@ FRCNN_EMU_NO_TSAN std::string run_block(
   }
   tsan_acquire(&b.done);
   std::free(b.dynamic_shared);
+  for (int i = 0; i < b.num_statics; ++i) {
+    std::free(b.statics[i].memory);
+  }
+  uint64_t seen = max_steps.load(std::memory_order_relaxed);
+  while (seen < b.steps && !max_steps.compare_exchange_weak(seen, b.steps)) {
+  }
   t_block = nullptr;
   g_blocks.fetch_add(1, std::memory_order_relaxed);
   g_threads.fetch_add(static_cast<uint64_t>(b.num_threads), std::memory_order_relaxed);
@@ -741,6 +914,40 @@ void* dynamic_shared_memory() {
   return t_block == nullptr ? nullptr : t_block->dynamic_shared;
 }
 
+// The first thread of a block to reach a static __shared__ declaration allocates the variable
+// (exact size, 0xff bytes like dynamic shared memory). TSan sees the allocation as the
+// scheduler's (whose history is only what precedes the block), released to every thread that
+// finds it: a thread writing the variable before the first barrier does not race with the
+// allocation made by another, while the threads' own accesses stay unordered.
+FRCNN_EMU_NO_TSAN void* static_shared(const void* tag, size_t bytes, size_t align) {
+  Block& b = *t_block;
+  for (int i = 0; i < b.num_statics; ++i) {
+    if (b.statics[i].tag == tag) {
+      tsan_acquire(&b.statics_token);
+      return b.statics[i].memory;
+    }
+  }
+  if (b.num_statics == kMaxStaticShared) {
+    misuse(Misuse::kTooManyStatics, -1, Site{nullptr, 0});
+  }
+  void* fiber = tsan_current_fiber();
+  tsan_switch_to(b.scheduler_tsan);
+  void* p = nullptr;
+  if (posix_memalign(&p, std::max<size_t>(align, 16), bytes == 0 ? 1 : bytes) != 0) {
+    p = nullptr;
+  } else {
+    std::memset(p, 0xff, bytes);
+    b.statics[b.num_statics++] = StaticShared{tag, p};
+    tsan_release(&b.statics_token);
+  }
+  tsan_switch_to(fiber);
+  if (p == nullptr) {
+    misuse(Misuse::kNoMemory, -1, Site{nullptr, 0});
+  }
+  tsan_acquire(&b.statics_token);
+  return p;
+}
+
 int64_t max_grid_dim() {
   return next_grid_cap();
 }
@@ -766,6 +973,9 @@ void run_grid(const LaunchConfig& c, void (*body)(void*), void* context) {
         order[static_cast<size_t>(i)],
         order[static_cast<size_t>(splitmix(rng) % static_cast<uint64_t>(i + 1))]);
   }
+  const uint64_t expected_steps =
+      g_steps.expected(c.kernel_name, static_cast<int>(int64_t(c.block.x) * c.block.y * c.block.z));
+  std::atomic<uint64_t> max_steps{0};
   LaunchSync launch;
   tsan_release(&launch.start);  // the threads see what the host wrote before the launch
   std::atomic<int64_t> next{0};
@@ -781,8 +991,9 @@ void run_grid(const LaunchConfig& c, void (*body)(void*), void* context) {
       if (i >= num_blocks || failed.load()) {
         break;
       }
-      std::string e =
-          run_block(c, body, context, order[static_cast<size_t>(i)], launch_id, launch, ws);
+      std::string e = run_block(
+          c, body, context, order[static_cast<size_t>(i)], launch_id, launch, expected_steps,
+          max_steps, ws);
       if (!e.empty()) {
         std::lock_guard<std::mutex> lock(error_mutex);
         if (error.empty()) {
@@ -809,13 +1020,15 @@ void run_grid(const LaunchConfig& c, void (*body)(void*), void* context) {
     }
   }
   tsan_acquire(&launch.done);  // and the host (so the next launch) sees what they wrote
+  g_steps.record(c.kernel_name, max_steps.load());
   if (failed.load()) {
     throw std::runtime_error("emulated CUDA: " + error);
   }
 }
 
 Stats stats() {
-  return Stats{g_launches.load(), g_blocks.load(), g_threads.load(), g_switches.load()};
+  return Stats{
+      g_launches.load(), g_blocks.load(), g_threads.load(), g_switches.load(), g_pct_blocks.load()};
 }
 
 }  // namespace frcnn_emu

@@ -23,7 +23,7 @@ __global__ void reverse_kernel(const float* x, int n, bool barrier, float* out) 
 
 // Sum of 256 values by a tree in static shared memory, one barrier per level.
 __global__ void tree_sum_kernel(const float* x, float* out) {
-  __shared__ float s[256];
+  FRCNN_STATIC_SHARED(float, s, [256]);
   const int t = static_cast<int>(threadIdx.x);
   s[t] = x[blockIdx.x * 256 + t];
   __syncthreads();

@@ -27,9 +27,19 @@ __global__ void global_overrun_kernel(const float* x, int n, float* out) {
   (void)n;
 }
 
+// Writes one element past a static shared array (through a pointer: UBSan's bounds check
+// would otherwise report it first, as an index out of bounds of the array type).
+__global__ void static_shared_overrun_kernel(float* out) {
+  FRCNN_STATIC_SHARED(float, s, [64]);
+  float* p = s;
+  const int t = static_cast<int>(threadIdx.x);
+  p[t + 1] = 1.0f;  // thread 63 writes s[64]
+  __syncthreads();
+  out[t] = s[t];
+}
+
 // Every thread increments one counter in (dynamic) shared memory with a plain read-modify-write
-// and no barrier between them: a data race between the threads of a block. (Static __shared__
-// variables are thread-local storage in the emulation, which GCC's TSan does not instrument.)
+// and no barrier between them: a data race between the threads of a block.
 __global__ void shared_race_kernel(int* out) {
   FRCNN_DYNAMIC_SHARED(int, counter);
   if (threadIdx.x == 0) {
@@ -40,6 +50,33 @@ __global__ void shared_race_kernel(int* out) {
   __syncthreads();
   if (threadIdx.x == 0) {
     out[0] = counter[0];
+  }
+}
+
+// The same race on a static __shared__ variable; and a write-after-read hazard like a missing
+// barrier at the end of a loop: thread 0 rewrites `flag` for the next round while others may
+// still read this round's value.
+__global__ void static_shared_race_kernel(int rounds, int* out) {
+  FRCNN_STATIC_SHARED(int, counter);
+  FRCNN_STATIC_SHARED(int, flag);
+  const int t = static_cast<int>(threadIdx.x);
+  if (t == 0) {
+    counter = 0;
+  }
+  __syncthreads();
+  if (rounds == 0) {
+    counter += 1;
+  }
+  for (int r = 0; r < rounds; ++r) {
+    if (t == 0) {
+      flag = r;
+    }
+    __syncthreads();
+    out[t] += flag;
+  }
+  __syncthreads();
+  if (t == 0) {
+    out[0] += counter;
   }
 }
 
@@ -62,6 +99,19 @@ void global_overrun(int64_t n) {
       x.const_data_ptr<float>(), static_cast<int>(n), out.mutable_data_ptr<float>());
 }
 
+void static_shared_overrun(int64_t n) {
+  at::Tensor out = at::empty({64}, at::kFloat);
+  FRCNN_LAUNCH(
+      static_shared_overrun_kernel, 1, 64, 0, current_stream())(out.mutable_data_ptr<float>());
+  (void)n;
+}
+
+void static_shared_race(int64_t rounds) {
+  at::Tensor out = at::zeros({64}, at::kInt);
+  FRCNN_LAUNCH(static_shared_race_kernel, 1, 64, 0, current_stream())(
+      static_cast<int>(rounds), out.mutable_data_ptr<int>());
+}
+
 void shared_race(int64_t threads) {
   at::Tensor out = at::zeros({1}, at::kInt);
   FRCNN_LAUNCH(
@@ -81,6 +131,8 @@ TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {
   m.def("canary_shared_overrun(int n) -> ()");
   m.def("canary_global_overrun(int n) -> ()");
   m.def("canary_shared_race(int threads) -> ()");
+  m.def("canary_static_shared_overrun(int n) -> ()");
+  m.def("canary_static_shared_race(int rounds) -> ()");
   m.def("canary_global_race(int threads) -> ()");
 }
 
@@ -88,6 +140,8 @@ TORCH_LIBRARY_IMPL(FRCNN_FAST_LIBRARY, CompositeExplicitAutograd, m) {
   m.impl("canary_shared_overrun", &shared_overrun);
   m.impl("canary_global_overrun", &global_overrun);
   m.impl("canary_shared_race", &shared_race);
+  m.impl("canary_static_shared_overrun", &static_shared_overrun);
+  m.impl("canary_static_shared_race", &static_shared_race);
   m.impl("canary_global_race", &global_race);
 }
 
