@@ -2,10 +2,9 @@
 
 torchvision's detection code reaches its ops through several names: ``box_ops.batched_nms``
 (``torchvision.ops.boxes``) in the RPN and the box head, ``roi_align`` imported into
-``torchvision.ops.poolers`` and ``torchvision.models.detection.roi_heads``, ``box_area`` in
-``poolers`` (FPN level mapping), ``self.box_similarity`` bound to ``box_iou`` when a
-``RegionProposalNetwork`` or ``RoIHeads`` is built, and the ``forward`` methods of ``RoIAlign``,
-``RoIPool`` and ``MultiScaleRoIAlign``. The patch rebinds every one of them to our functions,
+``torchvision.ops.poolers`` and ``torchvision.models.detection.roi_heads``,
+``self.box_similarity`` bound to ``box_iou`` when a ``RegionProposalNetwork`` or ``RoIHeads``
+is built, and the ``forward`` methods of ``RoIAlign``, ``RoIPool`` and ``MultiScaleRoIAlign``. The patch rebinds every one of them to our functions,
 which take torchvision's arguments, and puts the originals back on exit, object for object.
 Classes are never replaced (torchvision's constructors check ``isinstance``); only methods.
 
@@ -72,7 +71,11 @@ _SITES: List[Tuple[str, Tuple[str, ...]]] = [
     ),
     ("torchvision.ops.roi_align", ("roi_align",)),
     ("torchvision.ops.roi_pool", ("roi_pool",)),
-    ("torchvision.ops.poolers", ("roi_align", "box_area")),
+    # Not poolers' box_area: only LevelMapper calls it, and TorchScript keeps a script class
+    # compiled once for the whole process (no cache we may reset), so a LevelMapper scripted
+    # under the patch would keep our box_area after it. Our MultiScaleRoIAlign.forward maps
+    # levels itself on the device.
+    ("torchvision.ops.poolers", ("roi_align",)),
     ("torchvision.models.detection.roi_heads", ("roi_align",)),
 ]
 

@@ -35,7 +35,7 @@ def test_box_iou_matches_reference(device, dtype, pair, layouts):
     a, b = pair
     t1 = to_tensor(a, dtype, device, layouts[0])
     t2 = to_tensor(b, dtype, device, layouts[1])
-    out = frcnn_fast.box_iou(t1, t2)
+    out = torch.ops.frcnn_fast.box_iou(t1, t2)
     check_result_tensor(out, dtype, device, (len(a), len(b)))
     expected = R.box_iou(to_np(t1), to_np(t2))
     check_close(to_np(out), expected, RTOL[dtype], ATOL[dtype], boxes1=to_np(t1), boxes2=to_np(t2))
@@ -71,7 +71,7 @@ def test_box_iou_empty(device, dtype, n, m):
     rng = np.random.default_rng(n * 10 + m)
     t1 = to_tensor(random_boxes(rng, n), dtype, device)
     t2 = to_tensor(random_boxes(rng, m), dtype, device)
-    out = frcnn_fast.box_iou(t1, t2)
+    out = torch.ops.frcnn_fast.box_iou(t1, t2)
     check_result_tensor(out, dtype, device, (n, m))
     assert R.box_iou(to_np(t1), to_np(t2)).shape == (n, m)
     out = frcnn_fast.box_iou_aligned(t1[:0], t2[:0])
@@ -86,7 +86,7 @@ def test_box_iou_large(device, dtype):
     a, b = random_boxes(rng, 700), random_boxes(rng, 333)
     b[:50] = a[:50]
     t1, t2 = to_tensor(a, dtype, device, "column_slice"), to_tensor(b, dtype, device)
-    out = frcnn_fast.box_iou(t1, t2)
+    out = torch.ops.frcnn_fast.box_iou(t1, t2)
     check_result_tensor(out, dtype, device, (700, 333))
     check_close(to_np(out), R.box_iou(to_np(t1), to_np(t2)), RTOL[dtype], ATOL[dtype])
     aligned = frcnn_fast.box_iou_aligned(t1[:333], t2)

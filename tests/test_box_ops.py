@@ -51,7 +51,7 @@ def _area_lim(dtype):
 def test_box_area_matches_reference(device, dtype, data, layout, lead):
     boxes = _lead(data.draw(box_arrays(lim=_area_lim(dtype) // 2)), lead)
     t = to_tensor(boxes, dtype, device, layout)
-    out = frcnn_fast.box_area(t)
+    out = torch.ops.frcnn_fast.box_area(t)
     check_result_tensor(out, dtype, device, boxes.shape[:-1])
     expected = R.box_area(to_np(t))
     check_close(to_np(out), expected, RTOL[dtype], ATOL[dtype], boxes=to_np(t))
@@ -66,8 +66,8 @@ def test_box_area_degenerate_and_empty(device, dtype):
     )
     # the doubly inverted box has area 0, not (-4) * (-4) = 16
     expected = torch.tensor([12.0, 0.0, 0.0, 0.0, 0.0], dtype=dtype, device=device)
-    assert torch.equal(frcnn_fast.box_area(boxes), expected)
-    empty = frcnn_fast.box_area(boxes[:0])
+    assert torch.equal(torch.ops.frcnn_fast.box_area(boxes), expected)
+    empty = torch.ops.frcnn_fast.box_area(boxes[:0])
     check_result_tensor(empty, dtype, device, (0,))
 
 

@@ -47,7 +47,7 @@ def test_suite_collects_and_imports_an_installed_copy(tmp_path):
     site = tmp_path / "site"
     _copy_package(site / "frcnn_fast")
     ignore = shutil.ignore_patterns("__pycache__", ".hypothesis", "_C*")
-    for part in ("tests", "reference", "frcnn_fast"):
+    for part in ("tests", "reference", "frcnn_fast", "benchmarks", "tools"):
         shutil.copytree(REPO_ROOT / part, checkout / part, ignore=ignore)
     env = dict(os.environ, PYTHONPATH=str(site), PYTHONDONTWRITEBYTECODE="1")
     proc = subprocess.run(

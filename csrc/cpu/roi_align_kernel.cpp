@@ -103,7 +103,7 @@ void forward(
   const int64_t c_n = g.channels;
   const int64_t bins = g.bins();
   const bool channels_last = g.channels_last;
-  at::parallel_for(0, k_total, 1, [&](int64_t k0, int64_t k1) {
+  parallel_for_work(k_total, forward_grain(c_n, bins), [&](int64_t k0, int64_t k1) {
     SampleTable<G> t;
     std::vector<G> acc(channels_last ? c_n : 0);
     for (int64_t k = k0; k < k1; ++k) {
@@ -162,7 +162,9 @@ void backward(
   const RoisByImage by_image = group_by_image(batch_index, g.batch_size);
   const int64_t block = channel_block(c_n, g.batch_size);
   const int64_t blocks = (c_n + block - 1) / block;
-  at::parallel_for(0, g.batch_size * blocks, 1, [&](int64_t t0, int64_t t1) {
+  const int64_t grain =
+      backward_grain(static_cast<int64_t>(batch_index.size()), g.batch_size, bins, block);
+  parallel_for_work(g.batch_size * blocks, grain, [&](int64_t t0, int64_t t1) {
     SampleTable<G> t;
     std::vector<G> gbin(block);
     for (int64_t task = t0; task < t1; ++task) {

@@ -71,7 +71,7 @@ void forward_nhwc(
   const int64_t bins_n = p.bins();
   const int64_t plane = height * width;
   const int64_t k_total = static_cast<int64_t>(batch_index.size());
-  at::parallel_for(0, k_total, 1, [&](int64_t k0, int64_t k1) {
+  parallel_for_work(k_total, forward_grain(c_n, bins_n), [&](int64_t k0, int64_t k1) {
     std::vector<Bin> bins;
     std::vector<G> best(c_n);
     std::vector<Index> where(kArgmax ? c_n : 0);
@@ -140,7 +140,9 @@ void backward(
   const RoisByImage by_image = group_by_image(batch_index, batch_size);
   const int64_t block = channel_block(c_n, batch_size);
   const int64_t blocks = (c_n + block - 1) / block;
-  at::parallel_for(0, batch_size * blocks, 1, [&](int64_t t0, int64_t t1) {
+  const int64_t grain =
+      backward_grain(static_cast<int64_t>(batch_index.size()), batch_size, bins_n, block);
+  parallel_for_work(batch_size * blocks, grain, [&](int64_t t0, int64_t t1) {
     for (int64_t task = t0; task < t1; ++task) {
       const int64_t n = task / blocks;
       const int64_t c0 = (task % blocks) * block;

@@ -2,10 +2,13 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
-// How the CPU RoI backward kernels share gradient planes out over threads.
+#include "parallel.h"
+
+// How the CPU RoI kernels share their work out over threads.
 
 namespace frcnn_fast {
 
@@ -35,6 +38,22 @@ inline int64_t channel_block(int64_t channels, int64_t batch_size) {
   int64_t block = 64;
   while (block > 4 && batch_size * ((channels + block - 1) / block) < 4 * threads) block /= 2;
   return block;
+}
+
+// Work is counted in (bin, channel) outputs or gradient cells: each is a few samples or a max
+// over a bin, a few nanoseconds, so kGrain of them make a task worth a thread wake-up. A call
+// with a few small RoIs then runs on the calling thread instead of waiting on a busy one.
+
+// Least RoIs per forward task.
+inline int64_t forward_grain(int64_t channels, int64_t bins) {
+  return std::max<int64_t>(1, kGrain / std::max<int64_t>(1, channels * bins));
+}
+
+// Least (image, channel block) backward tasks per thread; a task visits its image's share of
+// the RoIs for `block` channels.
+inline int64_t backward_grain(int64_t rois, int64_t batch_size, int64_t bins, int64_t block) {
+  const int64_t rois_per_image = std::max<int64_t>(1, rois / std::max<int64_t>(1, batch_size));
+  return std::max<int64_t>(1, kGrain / std::max<int64_t>(1, rois_per_image * bins * block));
 }
 
 }  // namespace frcnn_fast

@@ -20,7 +20,15 @@ def _weights(weights):
     return [float(check_number(w, "weights")) for w in weights]
 
 
-_UNSET = object()
+class _Required:
+    """Default of an argument that may still arrive under its old keyword; a fixed repr keeps
+    the signature the same in every process (docs/API.md is checked against it)."""
+
+    def __repr__(self):
+        return "<required>"
+
+
+_UNSET = _Required()
 
 
 def encode_boxes(
