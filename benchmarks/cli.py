@@ -33,7 +33,7 @@ from typing import List, Optional
 import torch
 
 from . import load as busy
-from . import report
+from . import report, roofline
 from .registry import IMPLS, all_ops
 from .runner import FAILED, REPO_ROOT, load_libraries, run
 
@@ -129,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--tag", default="", help="suffix of the output file names (bench-<device>-<tag>.*)"
     )
     p.add_argument("--no-plot", action="store_true", help="do not write the .png")
+    p.add_argument(
+        "--no-roofline",
+        action="store_true",
+        help="do not measure the machine's bandwidth and flop rate at the start (the rows then "
+        "have no roofline fraction)",
+    )
     p.add_argument("--list", action="store_true", help="list ops and cases, then exit")
     p.add_argument("--busy", type=int, default=0, metavar="N", help=busy.HELP)
     return p
@@ -258,6 +264,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     if report.load_warning(meta):
         log(f"warning: {report.load_warning(meta)}\n")
     start = timeit.default_timer()
+    peaks = {}
+    if not (args.check_only or args.no_roofline):
+        seconds = roofline.seconds_per_figure(min_run_time)
+        for kind in dict.fromkeys(i.rsplit("-", 1)[-1] for i in impls if i != "reference"):
+            log(f"measuring the roofline peaks ({kind}, ~{4 * seconds:.0f} s)...")
+            peaks[kind] = roofline.measure_peaks(torch.device(kind), args.threads, dtype, seconds)
+        meta["roofline"] = peaks
+        log(report.peaks_line(meta) + "\n")
     spinners = busy.Spinners(args.busy, log)
     try:
         results = run(
@@ -272,6 +286,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             time_it=not args.check_only,
             log=log,
             progress=not args.no_progress and sys.stderr.isatty(),
+            peaks=peaks,
         )
     finally:
         spinners.stop()
@@ -286,6 +301,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if report.load_warning(meta):
             log(f"warning: {report.load_warning(meta)}")
         log(report.LEGEND)
+        if report.peaks_line(meta):
+            log(report.peaks_line(meta))
         log("")
         log(report.render_tables(ops, results, impls))
         log("")

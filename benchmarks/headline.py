@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from .report import fmt_ms, markdown_table
+from .roofline import fmt_fraction
 from .runner import REPO_ROOT
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
@@ -65,13 +66,17 @@ HEADLINE = [
 def headline_table(results_dir: Path = RESULTS_DIR) -> str:
     docs = {}
     rows = [["op", "case", "what", "frcnn_fast (ms)", "torchvision (ms)", "speed-up"]]
+    rows[0] += ["roofline (ours)", "roofline (torchvision)"]
     for stem, op, case, what, ours, theirs in HEADLINE:
         if stem not in docs:
             docs[stem] = json.loads((results_dir / f"{stem}.json").read_text())
         by_key = {(r["op"], r["size_label"], r["impl"]): r for r in docs[stem]["results"]}
-        a, b = by_key[(op, case, ours)]["median_ms"], by_key[(op, case, theirs)]["median_ms"]
+        ra, rb = by_key[(op, case, ours)], by_key[(op, case, theirs)]
+        a, b = ra["median_ms"], rb["median_ms"]
         label = f"`{op}`" + ("" if ours == "cpu" else f" ({ours})")
-        rows.append([label, case, what, fmt_ms(a), fmt_ms(b), f"{b / a:.1f}x"])
+        # runs recorded before the roofline figures existed show "—" there
+        fractions = [fmt_fraction(ra), fmt_fraction(rb)]
+        rows.append([label, case, what, fmt_ms(a), fmt_ms(b), f"{b / a:.1f}x", *fractions])
     return markdown_table(rows, left=3)
 
 

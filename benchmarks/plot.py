@@ -1,5 +1,6 @@
 """Time vs size, one log-log subplot per op and one line per implementation (and per case series,
-e.g. NCHW/NHWC), labelled axes with units (matplotlib, Agg backend)."""
+e.g. NCHW/NHWC), labelled axes with units (matplotlib, Agg backend). A thick grey line marks
+each series' roofline bound (the least time the measured peaks allow), where the run has one."""
 
 from __future__ import annotations
 
@@ -54,6 +55,12 @@ def plot_results(
                     style.update(markerfacecolor="none", linestyle=":" if dashed else "-.")
                 label = f"{impl} {name}".strip()
                 ax.plot(xs, ys, label=label, markersize=5, linewidth=1.3, **style)
+        for i, name in enumerate(series):
+            for kind, pts in _bounds(timed, op.name, of_case, name).items():
+                xs, ys = zip(*pts)
+                label = f"roofline bound {kind} {name}".replace("  ", " ").strip()
+                dots = ":" if i % 2 else "-"
+                ax.plot(xs, ys, dots, label=label, color="#bbbbbb", linewidth=2.5, zorder=0)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_title(op.name, fontsize=11)
@@ -70,6 +77,17 @@ def plot_results(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+def _bounds(timed, op_name, of_case, series):
+    """{device type: sorted (size, bound ms)} of one op's case series (the bound of a case is
+    the same for every implementation on one device: same work, same peaks)."""
+    out = {}
+    for r in timed:
+        bound = (r.roofline or {}).get("bound_ms")
+        if r.op == op_name and bound and of_case.get(r.case, "") == series:
+            out.setdefault(r.impl.rsplit("-", 1)[-1], {})[r.size] = bound
+    return {kind: sorted(pts.items()) for kind, pts in out.items()}
 
 
 def replot(json_path: Path) -> Path:
@@ -92,6 +110,7 @@ def replot(json_path: Path) -> Path:
             r["impl"],
             r["status"],
             Timing(**{k: v for k, v in r.items() if k in fields}) if "median_ms" in r else None,
+            roofline={"bound_ms": r["bound_ms"]} if r.get("bound_ms") else None,
         )
         for r in doc["results"]
     ]

@@ -18,10 +18,14 @@ torchvision   torch tensors (torchvision equivalent)   ``torchvision-cpu`` / ``t
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
+
+from .roofline import Work
 
 Thunk = Callable[[], Any]
 
@@ -102,6 +106,10 @@ class OpBench:
     # receiving float64 CPU tensors (e.g. torchvision on inputs where it must agree).
     reference_max_size: Optional[int] = None
     trusted: Optional[Callable[[Context], Thunk]] = None
+    # ``work(case, inputs, expected)``: the case's compulsory bytes and flops (see roofline.py),
+    # from its parameters, its float64 input arrays and the checked output (NMS keeps a number
+    # of boxes only the output tells). None: the rows show no roofline fraction.
+    work: Optional[Callable[[Case, Dict[str, np.ndarray], np.ndarray], Work]] = None
 
     def factory(self, kind: str) -> Optional[Callable[[Context], Thunk]]:
         return {"reference": self.reference, "frcnn": self.frcnn, "torchvision": self.torchvision}[
@@ -119,6 +127,40 @@ def register(op: OpBench) -> OpBench:
     return op
 
 
+def register_op(name: str, ours: Callable[[Context], Thunk], **fields) -> OpBench:
+    """``register(OpBench(...))`` for an op whose reference and kernel are called alike:
+    ``ours(ctx)`` serves both (``ctx.lib`` is ``frcnn_fast.reference`` or ``frcnn_fast``).
+    ``torchvision_name`` defaults to the path of a :func:`torchvision_call`."""
+    fields.setdefault("torchvision_name", getattr(fields.get("torchvision"), "path", ""))
+    return register(OpBench(name=name, reference=ours, frcnn=ours, **fields))
+
+
+def lib_call(fn: str, inputs: Sequence[str], *extra: Any) -> Callable[[Context], Thunk]:
+    """Thunk factory of ``ctx.lib.<fn>(*inputs, *extra)``: the reference's or the kernel's."""
+    return lambda ctx: partial(getattr(ctx.lib, fn), *(ctx.inputs[k] for k in inputs), *extra)
+
+
+def torchvision_call(path: str, inputs: Sequence[str], *extra: Any) -> Callable[[Context], Thunk]:
+    """Thunk factory of ``<path>(*inputs, *extra)``, ``path`` a dotted name such as
+    ``torchvision.ops.box_iou`` (imported when the factory runs, so that listing the ops does
+    not import torchvision)."""
+
+    def factory(ctx: Context) -> Thunk:
+        module, fn = path.rsplit(".", 1)
+        target = getattr(importlib.import_module(module), fn)
+        return partial(target, *(ctx.inputs[k] for k in inputs), *extra)
+
+    factory.path = path
+    return factory
+
+
+def sized_cases(
+    sizes: Sequence[int], suffix: str = "", series: str = "", **params: Any
+) -> List[Case]:
+    """One case per size ``n`` (``params["n"]``), labelled ``"20,000"`` + ``suffix``."""
+    return [Case(fmt_count(n) + suffix, n, dict(params, n=n), series) for n in sizes]
+
+
 def all_ops() -> List[OpBench]:
     from . import ops  # noqa: F401  (imports every ops/<family>.py, which registers)
 
@@ -129,14 +171,9 @@ def allclose_compare(
     actual: np.ndarray, expected: np.ndarray, rtol: float, atol: float
 ) -> Optional[str]:
     """Default comparison: same shape, ``|a - e| <= atol + rtol * |e|`` everywhere (NaNs equal)."""
-    actual = np.asarray(actual)
-    expected = np.asarray(expected)
-    if actual.shape != expected.shape:
-        return f"shape {actual.shape} != expected {expected.shape}"
-    if actual.size == 0:
-        return None
-    a = actual.astype(np.float64)
-    e = expected.astype(np.float64)
+    a, e = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    if a.shape != e.shape or a.size == 0:
+        return _shape_problem(a, e)
     ok = np.isclose(a, e, rtol=rtol, atol=atol, equal_nan=True)
     if ok.all():
         return None
@@ -155,14 +192,17 @@ def exact_compare(
     actual: np.ndarray, expected: np.ndarray, rtol: float, atol: float
 ) -> Optional[str]:
     """For integer results (indices): identical shape and values."""
-    actual = np.asarray(actual)
-    expected = np.asarray(expected)
+    a, e = np.asarray(actual, dtype=np.int64), np.asarray(expected, dtype=np.int64)
+    if a.shape != e.shape or np.array_equal(a, e):
+        return _shape_problem(a, e)
+    bad = np.flatnonzero(a != e)
+    return f"{bad.size}/{a.size} indices differ; first at {int(bad[0])}: got {a[bad[0]]}, expected {e[bad[0]]}"
+
+
+def _shape_problem(actual: np.ndarray, expected: np.ndarray) -> Optional[str]:
     if actual.shape != expected.shape:
         return f"shape {actual.shape} != expected {expected.shape}"
-    if np.array_equal(actual.astype(np.int64), expected.astype(np.int64)):
-        return None
-    bad = np.flatnonzero(actual.astype(np.int64) != expected.astype(np.int64))
-    return f"{bad.size}/{actual.size} indices differ; first at {int(bad[0])}: got {actual[bad[0]]}, expected {expected[bad[0]]}"
+    return None
 
 
 def fmt_count(n: float) -> str:

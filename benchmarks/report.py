@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .registry import SPEEDUPS, OpBench
+from .roofline import fmt_fraction
 from .runner import FAILED, Libraries, Result, available_impls
 
 INEXACT_MARK = "†"
@@ -167,7 +168,10 @@ def table_rows(op: OpBench, results: Sequence[Result], impls: Sequence[str]) -> 
     cols = available_impls(op, impls)
     speedups = [(a, b) for a, b in SPEEDUPS if a in cols and b in cols]
     by_key: Dict[tuple, Result] = {(r.case, r.impl): r for r in results if r.op == op.name}
+    # one roofline column per implementation that has a fraction in this run
+    bounded = [c for c in cols if any(r.roofline for (_, i), r in by_key.items() if i == c)]
     header = ["size"] + [f"{c} (ms)" for c in cols] + [f"{a} vs {b}" for a, b in speedups]
+    header += [f"{c} of roofline" for c in bounded]
     rows = [header]
     for case in op.cases:
         if not any((case.label, c) in by_key for c in cols):
@@ -179,6 +183,9 @@ def table_rows(op: OpBench, results: Sequence[Result], impls: Sequence[str]) -> 
                 row.append(f"{rb.timing.median_ms / ra.timing.median_ms:.2f}x")
             else:
                 row.append("—")
+        for c in bounded:
+            res = by_key.get((case.label, c))
+            row.append(fmt_fraction(res.roofline if res else None))
         rows.append(row)
     return rows
 
@@ -222,8 +229,28 @@ def render_tables(ops: Sequence[OpBench], results: Sequence[Result], impls: Sequ
 LEGEND = (
     "Median time per call in ms (`torch.utils.benchmark` `blocked_autorange`, device synchronised). "
     "`reference` = NumPy (`frcnn_fast.reference`), `cpu`/`cuda` = frcnn_fast kernels; "
-    "`A vs B` = time(B) / time(A), above 1x when frcnn_fast is faster."
+    "`A vs B` = time(B) / time(A), above 1x when frcnn_fast is faster. "
+    "`X of roofline` = the case's roofline bound (max of its compulsory bytes / the measured "
+    "bandwidth and its flops / the measured flop rate) over X's time; `mem` or `fp` says which "
+    "bound it is held to (benchmarks/README.md)."
 )
+
+
+def peaks_line(meta: dict) -> str:
+    """The measured peaks of the run, one line per device type, or '' for a run without them."""
+    lines = []
+    for kind, p in (meta.get("roofline") or {}).items():
+        rates = ", ".join(
+            f"{v:,.0f} GFLOP/s at {k} thread{'s' if k != '1' else ''}"
+            if k != "device"
+            else f"{v:,.0f} GFLOP/s"
+            for k, v in p["gflops"].items()
+        )
+        lines.append(
+            f"Roofline peaks ({kind}): {p['bandwidth_gbs']:.1f} GB/s (fill {p['fill_gbs']:.1f}, "
+            f"copy {p['copy_gbs']:.1f}), {p['matmul_dtype']} {rates}"
+        )
+    return "\n".join(lines)
 
 
 def inexact_note(meta: dict, results: Sequence[Result]) -> str:
@@ -239,6 +266,8 @@ def markdown_document(
     meta: dict, ops: Sequence[OpBench], results: Sequence[Result], impls: Sequence[str]
 ) -> str:
     lines = [header_line(meta), "", LEGEND, ""]
+    if peaks_line(meta):
+        lines += [peaks_line(meta).replace("\n", "  \n"), ""]
     if load_warning(meta):
         lines += [f"**Warning:** {load_warning(meta)}.", ""]
     lines += [render_tables(ops, results, impls), ""]

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from .data import rng_for
 from .registry import IMPL_SPECS, IMPLS, Context, OpBench, allclose_compare
+from .roofline import fmt_fraction, row_figures
 from .timing import Timing, call_once, measure
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +43,8 @@ class Result:
     timing: Optional[Timing] = None
     first_call_ms: Optional[float] = None
     message: str = ""
+    # bytes, flops, achieved rates, bound time and roofline fraction (roofline.row_figures)
+    roofline: Optional[Dict[str, Any]] = None
 
     def as_dict(self) -> dict:
         d = {
@@ -58,6 +61,8 @@ class Result:
         }
         if self.timing is not None:
             d.update(self.timing.as_dict())
+        if self.roofline is not None:
+            d.update(self.roofline)
         return d
 
 
@@ -152,9 +157,13 @@ def run(
     time_it: bool = True,
     log: Callable[[str], None] = print,
     progress: bool = True,
+    peaks: Optional[Dict[str, dict]] = None,
 ) -> List[Result]:
     """Every case of ``ops`` on every implementation in ``impls``. With ``progress``, a tqdm bar
-    on stderr counts the measurements and ``log`` lines are written above it."""
+    on stderr counts the measurements and ``log`` lines are written above it. ``peaks`` (per
+    device type, from ``roofline.measure_peaks``) give the torch rows their roofline fraction;
+    without them the rows still get their bytes, flops and achieved rates."""
+    peaks = peaks or {}
     rtol, atol = TOLERANCES[dtype]
     total = sum(len(op.cases) * len(available_impls(op, impls)) for op in ops)
     done = 0
@@ -207,6 +216,7 @@ def run(
                     ref_thunk = (op.trusted if skip_reference else op.reference)(ref_ctx)
                     ref_out, ref_first_s = call_once(ref_thunk, None)
                     expected = to_numpy(ref_out)
+                    work = op.work(case, arrays, expected) if op.work is not None else None
                 except Exception as exc:  # nothing to check against: every impl of this case fails
                     log(traceback.format_exc(limit=-3).rstrip())
                     for impl in case_impls:
@@ -292,6 +302,14 @@ def run(
                                 first_s,
                                 label=f"{op.name} {case.label}",
                             )
+                            if work is not None and kind != "reference":
+                                res.roofline = row_figures(
+                                    work,
+                                    dtype.itemsize,
+                                    res.timing.median_ms,
+                                    peaks.get(dev),
+                                    threads,
+                                )
                     except Exception as exc:  # report, keep going, exit non-zero at the end
                         res.status = "error"
                         res.message = f"{type(exc).__name__}: {exc}"
@@ -314,6 +332,8 @@ def _progress_line(done: int, total: int, res: Result) -> str:
         return line + (f"  [INEXACT {res.message}]" if res.status == "inexact" else "")
     t = res.timing
     line = f"{head} {t.median_ms:>11.4f} ms  (iqr {t.iqr_ms:.4f} ms, {t.runs} runs, {t.method})"
+    if res.roofline and res.roofline.get("roofline_fraction") is not None:
+        line += f"  {fmt_fraction(res.roofline)} of roofline"
     if res.status == "inexact":
         line += f"  [INEXACT {res.message}]"
     return line

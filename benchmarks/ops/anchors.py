@@ -8,7 +8,8 @@ on an ``ImageList`` whose image is ``(H*stride, W*stride)`` with one ``[1, 1, H,
 
 from functools import partial
 
-from ..registry import Case, OpBench, fmt_count, register
+from ..registry import Case, fmt_count, register_op
+from ..roofline import Work
 
 OFFSET = 0.0
 ROUNDED = True
@@ -34,32 +35,18 @@ def _no_inputs(case, rng):
     return {}
 
 
-def _reference(ctx):
-    p = ctx.params
-    return partial(
-        ctx.lib.generate_anchors,
-        (p["h"], p["w"]),
-        p["stride"],
-        p["sizes"],
-        RATIOS,
-        OFFSET,
-        rounded=ROUNDED,
-    )
+def _work(case, inputs, expected):
+    # Nothing read; 4 coordinates written per anchor, each a base corner plus a shift (the
+    # shifts, one multiply per row and column, and the few base anchors are not counted).
+    return Work(values=4 * case.size, flops=4 * case.size)
 
 
-def _frcnn(ctx):
+def _ours(ctx):
+    # The kernel (ctx.device set) also takes the dtype and device; the reference does not.
+    where = {} if ctx.device is None else dict(dtype=ctx.dtype, device=ctx.device)
     p = ctx.params
-    return partial(
-        ctx.lib.generate_anchors,
-        (p["h"], p["w"]),
-        p["stride"],
-        p["sizes"],
-        RATIOS,
-        OFFSET,
-        rounded=ROUNDED,
-        dtype=ctx.dtype,
-        device=ctx.device,
-    )
+    grid = ((p["h"], p["w"]), p["stride"], p["sizes"], RATIOS, OFFSET)
+    return partial(ctx.lib.generate_anchors, *grid, rounded=ROUNDED, **where)
 
 
 def _torchvision(ctx):
@@ -80,19 +67,17 @@ def _torchvision(ctx):
     return run
 
 
-register(
-    OpBench(
-        name="generate_anchors",
-        family="anchors",
-        size_unit="anchors",
-        cases=CASES,
-        make_inputs=_no_inputs,
-        reference=_reference,
-        frcnn=_frcnn,
-        torchvision=_torchvision,
-        torchvision_name="AnchorGenerator (one level)",
-        atol_scale=1000.0,
-        description="anchors of one feature map, offset 0, rounded base anchors -> [H*W*A,4]",
-        order=40,
-    )
+register_op(
+    "generate_anchors",
+    _ours,
+    torchvision=_torchvision,
+    torchvision_name="AnchorGenerator (one level)",
+    family="anchors",
+    size_unit="anchors",
+    cases=CASES,
+    make_inputs=_no_inputs,
+    work=_work,
+    atol_scale=1000.0,
+    description="anchors of one feature map, offset 0, rounded base anchors -> [H*W*A,4]",
+    order=40,
 )

@@ -1,9 +1,14 @@
 """Pairwise IoU, ``[N, 4] x [M, 4] -> [N, M]``, against ``torchvision.ops.box_iou``."""
 
-from functools import partial
-
 from ..data import grid_anchors_np, random_boxes
-from ..registry import Case, OpBench, fmt_count, register
+from ..registry import Case, fmt_count, lib_call, register_op, torchvision_call
+from ..roofline import Work
+
+# Flops of one IoU once both areas are known: 2 max + 2 min + 2 sub + 2 clamps at 0 (the
+# intersection's sides), its product, union = a1 + a2 - inter (2), the division and the
+# empty-union test: 12. An area is 2 sub + 1 mul (clamps aside), once per box.
+IOU_FLOPS = 12
+AREA_FLOPS = 3
 
 
 def _case(n, m, what, **params):
@@ -31,30 +36,21 @@ def make_inputs(case, rng):
     return {"boxes1": boxes1, "boxes2": random_boxes(rng, p["m"], min_side=16.0)}
 
 
-def _ours(ctx):
-    # ctx.lib is frcnn_fast.reference (NumPy) or frcnn_fast (torch): same signature.
-    return partial(ctx.lib.box_iou, ctx.inputs["boxes1"], ctx.inputs["boxes2"])
+def work(case, inputs, expected):
+    # The N x M output is written once and dominates the bytes (4 values read per box).
+    n, m = case.params["n"], case.params["m"]
+    return Work(values=4 * (n + m) + n * m, flops=IOU_FLOPS * n * m + AREA_FLOPS * (n + m))
 
 
-def _torchvision(ctx):
-    import torchvision
-
-    return partial(torchvision.ops.box_iou, ctx.inputs["boxes1"], ctx.inputs["boxes2"])
-
-
-register(
-    OpBench(
-        name="box_iou",
-        family="box_iou",
-        size_unit="box pairs",
-        cases=CASES,
-        make_inputs=make_inputs,
-        reference=_ours,
-        frcnn=_ours,
-        torchvision=_torchvision,
-        torchvision_name="torchvision.ops.box_iou",
-        atol_scale=1.0,
-        description="pairwise IoU [N,4] x [M,4] -> [N,M]",
-        order=10,
-    )
+register_op(
+    "box_iou",
+    lib_call("box_iou", ["boxes1", "boxes2"]),
+    torchvision=torchvision_call("torchvision.ops.box_iou", ["boxes1", "boxes2"]),
+    family="box_iou",
+    size_unit="box pairs",
+    cases=CASES,
+    make_inputs=make_inputs,
+    work=work,
+    description="pairwise IoU [N,4] x [M,4] -> [N,M]",
+    order=10,
 )

@@ -28,6 +28,8 @@ import numpy as np
 
 from ..data import grid_anchors_np, random_boxes
 from ..registry import Case, OpBench, exact_compare, fmt_count, register
+from ..roofline import Work
+from .box_iou import AREA_FLOPS, IOU_FLOPS
 
 # FPN on an 800 x 1333 image padded to 800 x 1344 (divisible by 32): strides 4..64, one size
 # per level, three ratios: 268,569 anchors.
@@ -76,36 +78,50 @@ def _torchvision(ctx):
     return lambda: matcher(torchvision.ops.box_iou(i["gt_boxes"], i["anchors"]))
 
 
-COMMON = dict(
-    family="match",
-    size_unit="anchor x GT pairs",
-    make_inputs=make_inputs,
-    reference=_reference,
-    frcnn=_ours,
-    compare=exact_compare,
-    order=45,
-)
+def _work(case, inputs, expected):
+    # Boxes read, one int64 match per anchor written (what both sides return; the G x A IoU
+    # matrix is not compulsory: the fused kernel never stores it). Flops: each IoU once, and
+    # two comparisons per pair, for the best ground truth of each anchor and the best anchor
+    # of each ground truth (the low-quality matches). Counted dense: a kernel that skipped the
+    # pairs that cannot overlap could beat this bound.
+    g, a = case.params["g"], NUM_ANCHORS
+    flops = (IOU_FLOPS + 2) * g * a + AREA_FLOPS * (g + a)
+    return Work(values=4 * (g + a), flops=flops, fixed_bytes=8 * a)
+
+
+def _match_bench(name, gts, description, **fields):
+    register(
+        OpBench(
+            name,
+            "match",
+            "anchor x GT pairs",
+            [_case(g) for g in gts],
+            make_inputs,
+            _reference,
+            _ours,
+            compare=exact_compare,
+            work=_work,
+            description=description,
+            order=45,
+            **fields,
+        )
+    )
+
 
 # Run as ``python -m benchmarks.ops.match``, this file is imported twice (by the package, which
 # registers its ops, and as __main__): only the package's copy registers.
 if __name__ != "__main__":
-    register(
-        OpBench(
-            name="match_boxes",
-            cases=[_case(g) for g in GT_COUNTS if g <= TORCHVISION_MAX_GT],
-            torchvision=_torchvision,
-            torchvision_name="torchvision Matcher(0.7, 0.3, True)(box_iou(gt, anchors))",
-            description="FPN anchors (800x1333) x GT -> matches (0.7 / 0.3, low-quality matches)",
-            **COMMON,
-        )
+    _match_bench(
+        "match_boxes",
+        [g for g in GT_COUNTS if g <= TORCHVISION_MAX_GT],
+        "FPN anchors (800x1333) x GT -> matches (0.7 / 0.3, low-quality matches)",
+        torchvision=_torchvision,
+        torchvision_name="torchvision Matcher(0.7, 0.3, True)(box_iou(gt, anchors))",
     )
-    register(
-        OpBench(
-            name="match_boxes_many_gt",
-            cases=[_case(g) for g in GT_COUNTS if g > TORCHVISION_MAX_GT],
-            description="as match_boxes, more GT than torchvision's matrix fits in memory",
-            **COMMON,
-        )
+    _match_bench(
+        "match_boxes_many_gt",
+        [g for g in GT_COUNTS if g > TORCHVISION_MAX_GT],
+        "as match_boxes, more GT than torchvision's matrix fits in memory",
     )
 
 

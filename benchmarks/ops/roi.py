@@ -7,6 +7,16 @@ uses ``sampling_ratio=2`` as torchvision's detection models do. FPN case: 256 ch
 P2-P5 of 800x800 images, 1,000 RoIs per image, 2 images. Forward+backward cases time
 ``autograd.grad`` of the pooled map against a fixed random gradient and return the input
 gradient (checked against the reference's backward).
+
+Work (see ``benchmarks/roofline.py``): a forward reads the feature map(s) and the RoIs once and
+writes the pooled output once; a forward + backward also reads the output gradient and writes
+the input gradient once (the argmax or the saved forward output are the implementation's
+business, not compulsory). Flops per output element: RoIAlign, 4 samples (2 x 2) of 4
+neighbours each, a multiply-add per neighbour, and the division by the sample count: 33 (the
+backward spreads the gradient over the same 16 neighbours: 33 again); the sample positions and
+weights, shared by all channels, are left out (< 1%). RoI pooling, one comparison per input
+cell of each bin (from the RoIs, with the kernels' rounding), and the backward one addition per
+output element.
 """
 
 from functools import partial
@@ -16,12 +26,15 @@ import torch
 
 from ..data import random_boxes
 from ..registry import Case, OpBench, fmt_count, register
+from ..roofline import Work
 
 IMAGE = 800.0
 STRIDE = 16
 POOLED = (7, 7)
 SAMPLING = 2
 FPN_LEVELS = ("p2", "p3", "p4", "p5")
+# RoIAlign: 2 x 2 samples x 4 neighbours x a multiply-add, + the division by the count.
+ALIGN_FLOPS = 4 * 4 * 2 + 1
 
 
 def _case(r, layout, **params):
@@ -75,6 +88,43 @@ def _torch_thunk(ctx, pool, names, backward):
         return grads[0] if len(grads) == 1 else torch.cat([g.flatten() for g in grads])
 
     return run
+
+
+def pooled_cells(rois, scale, height, width, pooled=POOLED):
+    """Input cells covered by the RoIs' max-pooling bins, summed over RoIs and bins (the
+    comparisons per channel): RoI corners rounded to cells, bins cut by floor / ceil and
+    clipped to the map, as the kernels do."""
+    f32 = np.float32  # the kernels' geometry for float32 maps: 7 * (16 / 7) must stay 16
+    corners = np.floor(rois[:, 1:].astype(f32) * f32(scale) + f32(0.5))
+    total = np.ones(len(rois))
+    for lo, hi, bins, limit in ((0, 2, pooled[1], width), (1, 3, pooled[0], height)):
+        size = np.maximum(corners[:, hi] - corners[:, lo] + 1, 1)
+        i = np.arange(bins, dtype=f32)[None, :]
+        step = (size / f32(bins))[:, None]
+        begin = np.clip(np.floor(i * step) + corners[:, lo, None], 0, limit)
+        end = np.clip(np.ceil((i + 1) * step) + corners[:, lo, None], 0, limit)
+        total *= np.maximum(end - begin, 0).sum(axis=1)
+    return float(total.sum())
+
+
+def _roi_work(op, backward):
+    def work(case, inputs, expected):
+        maps = [v for k, v in inputs.items() if k == "input" or k.startswith("x_")]
+        map_values = sum(m.size for m in maps)
+        out_values = inputs["grad"].size  # = the pooled output's
+        channels = maps[0].shape[1]
+        if op == "roi_pool":
+            x = inputs["input"]
+            cells = pooled_cells(inputs["rois"], 1.0 / STRIDE, *x.shape[2:])
+            flops, backward_flops = channels * cells, out_values
+        else:
+            flops, backward_flops = ALIGN_FLOPS * out_values, ALIGN_FLOPS * out_values
+        forward = Work(values=map_values + inputs["rois"].size + out_values, flops=flops)
+        if not backward:
+            return forward
+        return forward + Work(values=out_values + map_values, flops=backward_flops)
+
+    return work
 
 
 # --- single-level ----------------------------------------------------------------------------
@@ -136,6 +186,7 @@ for _order, (_op, _bwd) in enumerate(
             torchvision=_torchvision(_op, _bwd),
             torchvision_name=f"torchvision.ops.{_op}" + (" (+ backward)" if _bwd else ""),
             atol_scale=4.0 if not _bwd else 16.0,
+            work=_roi_work(_op, _bwd),
             description=f"{_op} 2x512x50x50 -> [R,512,7,7]"
             + (", forward + backward" if _bwd else ", forward"),
             order=60 + _order,
@@ -226,6 +277,7 @@ for _order, _bwd in enumerate([False, True]):
             torchvision_name="torchvision.ops.MultiScaleRoIAlign"
             + (" (+ backward)" if _bwd else ""),
             atol_scale=4.0 if not _bwd else 16.0,
+            work=_roi_work("roi_align", _bwd),
             description="FPN P2-P5 (256 ch), 2 images x 1,000 RoIs -> [2000,256,7,7]"
             + (", forward + backward" if _bwd else ", forward"),
             order=70 + _order,
