@@ -18,6 +18,10 @@ else the GPU name, e.g. ``nvidia-h100-80gb-hbm3``). ``<out>`` is a fresh
 ``benchmarks/runs/<UTC time>/`` (git-ignored) unless ``--out`` or ``--update-results``
 (``benchmarks/results/``, the committed runs) says otherwise: a plain run never overwrites the
 committed figures.
+
+A run starts by measuring the machine's memory bandwidth and multiply-add rate (a second or
+so each; ``--no-roofline`` skips it) and gives every timed row the fraction of its roofline
+bound that it reaches (``benchmarks/roofline.py``).
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 (bytes and flops), the RoI-pooling cell count against the reference's own bin rounding, and the
 peaks and fractions a run records."""
 
+import dataclasses
 import importlib
 import json
 
@@ -83,6 +84,8 @@ def test_every_op_declares_plausible_work():
         if op.work is None:
             continue
         case = op.cases[0]
+        if "r" in case.params:  # RoI ops: a few RoIs say as much and run in a fraction
+            case = dataclasses.replace(case, params=dict(case.params, r=8))
         arrays = op.make_inputs(case, rng_for(0, op.name, case.label))
         tensors = {k: torch.from_numpy(v).float() for k, v in arrays.items()}
         ctx = Context(case=case, inputs=tensors, lib=lib, device=cpu, dtype=torch.float32)
