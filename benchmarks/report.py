@@ -19,7 +19,8 @@ from .runner import FAILED, Libraries, Result, available_impls
 
 INEXACT_MARK = "†"
 
-SCHEMA_VERSION = 1
+# 2: the measured peaks ("roofline") and each row's bytes, flops and roofline fraction
+SCHEMA_VERSION = 2
 
 
 # --- metadata -------------------------------------------------------------------------------

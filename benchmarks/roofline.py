@@ -3,10 +3,10 @@
 At the start of a run the two peaks of the machine are measured through torch, each for about
 a second:
 
-* **memory bandwidth**: a ``fill_`` of a buffer of ``BUFFER_MIB`` float32 values (bytes
-  written / time) and a ``copy_`` between two such buffers (bytes read + bytes written /
-  time), at the run's thread count. The buffers are many times the last-level cache, so this is
-  DRAM traffic. The bound uses the larger of the two.
+* **memory bandwidth**: a ``fill_`` of a float32 buffer (bytes written / time) and a ``copy_``
+  between two such buffers (bytes read + bytes written / time), at the run's thread count. The
+  buffers are at least 4x all the last-level caches together (``buffer_mib``), so this is DRAM
+  traffic. The bound uses the larger of the two.
 * **float32 multiply-add throughput**: ``torch.mm`` of two square float32 matrices
   (``2 n^3`` flops: a multiply-add counts 2) on one thread and at the run's thread count (on a
   GPU: one large matmul in full float32, TF32 off).
@@ -26,7 +26,8 @@ held to the bandwidth alone, even when its real cost is latency (NMS's sequentia
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Dict, Optional
 
 import torch
@@ -34,9 +35,10 @@ import torch.utils.benchmark as tbench
 
 from .timing import make_clock
 
-# Buffers for the bandwidth figures: 256 MiB each on a CPU (8x the 32 MiB L3 of a typical
-# server part), 1 GiB on a GPU (20x an H100's L2).
+# Buffers for the bandwidth figures: at least 256 MiB each on a CPU, and 4x all its last-level
+# caches together (a many-chiplet part has hundreds of MiB); 1 GiB on a GPU (20x an H100's L2).
 BUFFER_MIB = {"cpu": 256, "cuda": 1024}
+CACHE_MULTIPLE = 4
 # Matmul sizes: large enough for the BLAS to reach its steady state on every thread.
 MATMUL_N_CPU_1_THREAD = 1024
 MATMUL_N_CPU_THREADS = 2048
@@ -71,6 +73,33 @@ class Work:
         )
 
 
+def last_level_cache_mib() -> float:
+    """All last-level cache instances of this machine together, in MiB (Linux sysfs; 0 where
+    it cannot be read)."""
+    caches = {}
+    for index in Path("/sys/devices/system/cpu").glob("cpu[0-9]*/cache/index[0-9]*"):
+        try:
+            level = int((index / "level").read_text())
+            shared = (index / "shared_cpu_list").read_text().strip()
+            size = (index / "size").read_text().strip()
+        except (OSError, ValueError):
+            continue
+        if (index / "type").exists() and (index / "type").read_text().strip() == "Instruction":
+            continue
+        kib = float(size[:-1]) * (1024 if size.endswith("M") else 1) if size[-1] in "KM" else 0
+        caches[(level, shared)] = kib / 1024
+    if not caches:
+        return 0.0
+    top = max(level for level, _ in caches)
+    return sum(mib for (level, _), mib in caches.items() if level == top)
+
+
+def buffer_mib(kind: str) -> int:
+    if kind != "cpu":
+        return BUFFER_MIB.get(kind, BUFFER_MIB["cuda"])
+    return int(max(BUFFER_MIB["cpu"], CACHE_MULTIPLE * last_level_cache_mib()))
+
+
 def _median_s(stmt: str, env: dict, device: torch.device, threads: int, seconds: float) -> float:
     timer = tbench.Timer(stmt=stmt, globals=env, timer=make_clock(device), num_threads=threads)
     return timer.blocked_autorange(min_run_time=seconds).median
@@ -81,7 +110,7 @@ def measure_peaks(device: torch.device, threads: int, dtype: torch.dtype, second
     kind = device.type
     # The kernels compute half types in float32: their flop rate is float32's.
     mm_dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float32
-    mib = BUFFER_MIB.get(kind, BUFFER_MIB["cpu"])
+    mib = buffer_mib(kind)
     n = mib * 2**20 // 4
     src = torch.empty(n, dtype=torch.float32, device=device).fill_(1.0)
     dst = torch.empty_like(src).fill_(2.0)  # pages touched before the clock starts
@@ -116,6 +145,7 @@ def measure_peaks(device: torch.device, threads: int, dtype: torch.dtype, second
         "matmul_dtype": str(mm_dtype).replace("torch.", ""),
         "matmul_n": sizes,
         "buffer_mib": mib,
+        "last_level_cache_mib": last_level_cache_mib() if kind == "cpu" else None,
         "seconds_per_figure": seconds,
         "method": (
             f"median of torch.utils.benchmark blocked_autorange (~{seconds:g} s each): "
@@ -163,7 +193,3 @@ def fmt_fraction(row: Optional[dict]) -> str:
     f = row["roofline_fraction"]
     pct = f"{f * 100:.0f}%" if f >= 0.095 else f"{f * 100:.1g}%"
     return pct + (" mem" if row.get("bound_by") == "memory" else " fp")
-
-
-def as_json(work: Optional[Work]) -> Optional[dict]:
-    return None if work is None else asdict(work)

@@ -216,7 +216,6 @@ def run(
                     ref_thunk = (op.trusted if skip_reference else op.reference)(ref_ctx)
                     ref_out, ref_first_s = call_once(ref_thunk, None)
                     expected = to_numpy(ref_out)
-                    work = op.work(case, arrays, expected) if op.work is not None else None
                 except Exception as exc:  # nothing to check against: every impl of this case fails
                     log(traceback.format_exc(limit=-3).rstrip())
                     for impl in case_impls:
@@ -229,6 +228,12 @@ def run(
                         bar.update()
                         results.append(res)
                     continue
+                work = None
+                try:
+                    work = op.work(case, arrays, expected) if op.work is not None else None
+                except Exception:  # a broken work definition costs the fractions, not the run
+                    log(traceback.format_exc(limit=-3).rstrip())
+                    log(f"warning: {op.name} {case.label}: no roofline figures (work failed)")
                 cpu_out: Optional[np.ndarray] = None
                 if (
                     check_against_cpu
