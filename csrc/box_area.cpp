@@ -1,8 +1,7 @@
 #include "box_area.h"
 
-#include <torch/library.h>
-
 #include "common/checks.h"
+#include "common/library.h"
 #include "common/macros.h"
 
 namespace frcnn_fast {
@@ -12,7 +11,7 @@ void check_box_area_inputs(const at::Tensor& boxes) {
 }
 
 TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {
-  m.def("box_area(Tensor boxes) -> Tensor", {at::Tag::pt2_compliant_tag});
+  define_op(m, "box_area(Tensor boxes) -> Tensor");
 }
 
 }  // namespace frcnn_fast

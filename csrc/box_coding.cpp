@@ -1,10 +1,9 @@
 #include "box_coding.h"
 
-#include <torch/library.h>
-
 #include <cmath>
 
 #include "common/checks.h"
+#include "common/library.h"
 #include "common/macros.h"
 
 namespace frcnn_fast {
@@ -47,13 +46,12 @@ void check_decode_boxes_inputs(
 }
 
 TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {
-  m.def(
-      "encode_boxes(Tensor reference_boxes, Tensor target_boxes, float[] weights) -> Tensor",
-      {at::Tag::pt2_compliant_tag});
-  m.def(
+  define_op(
+      m, "encode_boxes(Tensor reference_boxes, Tensor target_boxes, float[] weights) -> Tensor");
+  define_op(
+      m,
       "decode_boxes(Tensor deltas, Tensor reference_boxes, float[] weights, float clamp) -> "
-      "Tensor",
-      {at::Tag::pt2_compliant_tag});
+      "Tensor");
 }
 
 }  // namespace frcnn_fast

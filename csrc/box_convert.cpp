@@ -1,9 +1,8 @@
 #include "box_convert.h"
 
-#include <torch/library.h>
-
 #include "common/box_math.h"
 #include "common/checks.h"
+#include "common/library.h"
 #include "common/macros.h"
 
 namespace frcnn_fast {
@@ -27,8 +26,7 @@ std::pair<int, int> check_box_convert_inputs(
 }
 
 TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {
-  m.def(
-      "box_convert(Tensor boxes, str in_fmt, str out_fmt) -> Tensor", {at::Tag::pt2_compliant_tag});
+  define_op(m, "box_convert(Tensor boxes, str in_fmt, str out_fmt) -> Tensor");
 }
 
 }  // namespace frcnn_fast

@@ -1,8 +1,7 @@
 #include "box_iou.h"
 
-#include <torch/library.h>
-
 #include "common/checks.h"
+#include "common/library.h"
 #include "common/macros.h"
 
 namespace frcnn_fast {
@@ -21,8 +20,8 @@ void check_box_iou_aligned_inputs(const at::Tensor& boxes1, const at::Tensor& bo
 }
 
 TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {
-  m.def("box_iou(Tensor boxes1, Tensor boxes2) -> Tensor", {at::Tag::pt2_compliant_tag});
-  m.def("box_iou_aligned(Tensor boxes1, Tensor boxes2) -> Tensor", {at::Tag::pt2_compliant_tag});
+  define_op(m, "box_iou(Tensor boxes1, Tensor boxes2) -> Tensor");
+  define_op(m, "box_iou_aligned(Tensor boxes1, Tensor boxes2) -> Tensor");
 }
 
 }  // namespace frcnn_fast

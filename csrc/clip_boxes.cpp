@@ -1,10 +1,9 @@
 #include "clip_boxes.h"
 
-#include <torch/library.h>
-
 #include <cmath>
 
 #include "common/checks.h"
+#include "common/library.h"
 #include "common/macros.h"
 
 namespace frcnn_fast {
@@ -16,9 +15,7 @@ void check_clip_boxes_inputs(const at::Tensor& boxes, double height, double widt
 }
 
 TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {
-  m.def(
-      "clip_boxes(Tensor boxes, float height, float width) -> Tensor",
-      {at::Tag::pt2_compliant_tag});
+  define_op(m, "clip_boxes(Tensor boxes, float height, float width) -> Tensor");
 }
 
 }  // namespace frcnn_fast

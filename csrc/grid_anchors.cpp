@@ -1,7 +1,5 @@
 #include "grid_anchors.h"
 
-#include <torch/library.h>
-
 #include <c10/util/safe_numerics.h>
 
 #include <cmath>
@@ -9,6 +7,7 @@
 #include <limits>
 
 #include "common/checks.h"
+#include "common/library.h"
 #include "common/macros.h"
 
 namespace frcnn_fast {
@@ -38,10 +37,10 @@ void check_grid_anchors_inputs(
 // Anchors of one feature map: base_anchors[a] shifted to the centre of every cell (i, j),
 // written row-major at row (i * width + j) * A + a.
 TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {
-  m.def(
+  define_op(
+      m,
       "grid_anchors(Tensor base_anchors, int height, int width, float stride_y, float stride_x, "
-      "float offset) -> Tensor",
-      {at::Tag::pt2_compliant_tag});
+      "float offset) -> Tensor");
 }
 
 }  // namespace frcnn_fast

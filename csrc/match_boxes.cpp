@@ -1,11 +1,11 @@
 #include "match_boxes.h"
 
 #include <ATen/ATen.h>
-#include <torch/library.h>
 
 #include <cmath>
 
 #include "common/checks.h"
+#include "common/library.h"
 #include "common/macros.h"
 
 namespace frcnn_fast {
@@ -101,15 +101,15 @@ MatchInputs check_match_boxes_inputs(
 }
 
 TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {
-  m.def(
+  define_op(
+      m,
       "match_boxes(Tensor gt_boxes, Tensor anchors, float high_threshold, float low_threshold, "
-      "bool allow_low_quality_matches=False, bool validate=True) -> (Tensor, Tensor)",
-      {at::Tag::pt2_compliant_tag});
-  m.def(
+      "bool allow_low_quality_matches=False, bool validate=True) -> (Tensor, Tensor)");
+  define_op(
+      m,
       "match_boxes_batched(Tensor gt_boxes, Tensor? gt_counts, Tensor anchors, "
       "float high_threshold, float low_threshold, bool allow_low_quality_matches=False, "
-      "bool validate=True) -> (Tensor, Tensor)",
-      {at::Tag::pt2_compliant_tag});
+      "bool validate=True) -> (Tensor, Tensor)");
 }
 
 }  // namespace frcnn_fast

@@ -1,10 +1,9 @@
 #include "nms.h"
 
-#include <torch/library.h>
-
 #include <cmath>
 
 #include "common/checks.h"
+#include "common/library.h"
 #include "common/macros.h"
 
 namespace frcnn_fast {
@@ -51,20 +50,17 @@ void check_nms_padded_args(int64_t max_output, std::optional<double> score_thres
 // dynamic size). The padded forms return a fixed [max_output] int64 tensor padded with -1 and a
 // 0-d int64 count, so they run without a device-to-host sync (CUDA graphs, torch.compile).
 TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {
-  m.def(
-      "nms(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor",
-      {at::Tag::pt2_compliant_tag});
-  m.def(
-      "batched_nms(Tensor boxes, Tensor scores, Tensor idxs, float iou_threshold) -> Tensor",
-      {at::Tag::pt2_compliant_tag});
-  m.def(
+  define_op(m, "nms(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor");
+  define_op(
+      m, "batched_nms(Tensor boxes, Tensor scores, Tensor idxs, float iou_threshold) -> Tensor");
+  define_op(
+      m,
       "nms_padded(Tensor boxes, Tensor scores, float iou_threshold, int max_output, "
-      "float? score_threshold=None) -> (Tensor, Tensor)",
-      {at::Tag::pt2_compliant_tag});
-  m.def(
+      "float? score_threshold=None) -> (Tensor, Tensor)");
+  define_op(
+      m,
       "batched_nms_padded(Tensor boxes, Tensor scores, Tensor idxs, float iou_threshold, "
-      "int max_output, float? score_threshold=None) -> (Tensor, Tensor)",
-      {at::Tag::pt2_compliant_tag});
+      "int max_output, float? score_threshold=None) -> (Tensor, Tensor)");
 }
 
 }  // namespace frcnn_fast

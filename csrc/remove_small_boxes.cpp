@@ -1,10 +1,9 @@
 #include "remove_small_boxes.h"
 
-#include <torch/library.h>
-
 #include <cmath>
 
 #include "common/checks.h"
+#include "common/library.h"
 #include "common/macros.h"
 
 namespace frcnn_fast {
@@ -16,7 +15,7 @@ void check_remove_small_boxes_inputs(const at::Tensor& boxes, double min_size) {
 
 // The output length depends on the data: the fake kernel gives it a dynamic size.
 TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {
-  m.def("remove_small_boxes(Tensor boxes, float min_size) -> Tensor", {at::Tag::pt2_compliant_tag});
+  define_op(m, "remove_small_boxes(Tensor boxes, float min_size) -> Tensor");
 }
 
 }  // namespace frcnn_fast

@@ -1,7 +1,6 @@
 #include "roi_align.h"
 
-#include <torch/library.h>
-
+#include "common/library.h"
 #include "common/macros.h"
 #include "common/roi_checks.h"
 
@@ -94,28 +93,28 @@ void check_multilevel_roi_align_backward_inputs(
 TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {
   // `deterministic` selects the backward algorithm (passed on to the backward op); the
   // forward itself is deterministic everywhere.
-  m.def(
+  define_op(
+      m,
       "roi_align(Tensor input, Tensor boxes, float spatial_scale, SymInt pooled_height, "
-      "SymInt pooled_width, int sampling_ratio, bool aligned, bool deterministic) -> Tensor",
-      {at::Tag::pt2_compliant_tag});
-  m.def(
+      "SymInt pooled_width, int sampling_ratio, bool aligned, bool deterministic) -> Tensor");
+  define_op(
+      m,
       "_roi_align_backward(Tensor grad, Tensor boxes, float spatial_scale, SymInt pooled_height, "
       "SymInt pooled_width, SymInt batch_size, SymInt channels, SymInt height, SymInt width, "
-      "int sampling_ratio, bool aligned, bool channels_last, bool deterministic) -> Tensor",
-      {at::Tag::pt2_compliant_tag});
+      "int sampling_ratio, bool aligned, bool channels_last, bool deterministic) -> Tensor");
   // One op over all FPN levels: RoI k is pooled from inputs[levels[k]], so a multi-level
   // pooler needs no per-level index_select/nonzero (and no host sync).
-  m.def(
+  define_op(
+      m,
       "multilevel_roi_align(Tensor[] inputs, Tensor boxes, Tensor levels, float[] spatial_scales, "
       "SymInt pooled_height, SymInt pooled_width, int sampling_ratio, bool aligned, "
-      "bool deterministic) -> Tensor",
-      {at::Tag::pt2_compliant_tag});
-  m.def(
+      "bool deterministic) -> Tensor");
+  define_op(
+      m,
       "_multilevel_roi_align_backward(Tensor grad, Tensor boxes, Tensor levels, "
       "float[] spatial_scales, SymInt pooled_height, SymInt pooled_width, SymInt batch_size, "
       "SymInt channels, SymInt[] heights, SymInt[] widths, int sampling_ratio, bool aligned, "
-      "bool channels_last, bool deterministic) -> Tensor[]",
-      {at::Tag::pt2_compliant_tag});
+      "bool channels_last, bool deterministic) -> Tensor[]");
 }
 
 }  // namespace frcnn_fast

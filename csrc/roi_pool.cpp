@@ -1,7 +1,6 @@
 #include "roi_pool.h"
 
-#include <torch/library.h>
-
+#include "common/library.h"
 #include "common/macros.h"
 #include "common/roi_checks.h"
 
@@ -32,22 +31,22 @@ void check_roi_pool_backward_inputs(
 TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {
   // `deterministic` selects the backward algorithm (saved for _roi_pool_backward); the
   // forward itself is deterministic everywhere.
-  m.def(
+  define_op(
+      m,
       "roi_pool(Tensor input, Tensor boxes, float spatial_scale, SymInt pooled_height, "
-      "SymInt pooled_width, bool deterministic) -> (Tensor, Tensor)",
-      {at::Tag::pt2_compliant_tag});
+      "SymInt pooled_width, bool deterministic) -> (Tensor, Tensor)");
   // The forward without argmax, for when no gradient is needed (the wrapper picks it under
   // torch.no_grad() or for an input that does not require grad): the same output, bit for
   // bit, without computing or storing the int64 argmax, which is as large as the output.
-  m.def(
+  define_op(
+      m,
       "roi_pool_inference(Tensor input, Tensor boxes, float spatial_scale, SymInt pooled_height, "
-      "SymInt pooled_width) -> Tensor",
-      {at::Tag::pt2_compliant_tag});
-  m.def(
+      "SymInt pooled_width) -> Tensor");
+  define_op(
+      m,
       "_roi_pool_backward(Tensor grad, Tensor boxes, Tensor argmax, SymInt batch_size, "
       "SymInt channels, SymInt height, SymInt width, bool channels_last, bool deterministic) "
-      "-> Tensor",
-      {at::Tag::pt2_compliant_tag});
+      "-> Tensor");
 }
 
 }  // namespace frcnn_fast

@@ -26,21 +26,10 @@ from .detection.anchors import (
     generate_anchors,
     generate_anchors_multilevel,
 )
-from .ops.box_coding import decode_boxes, encode_boxes
-from .ops.boxes import (
-    BOX_FORMATS,
-    box_area,
-    box_convert,
-    box_iou,
-    box_iou_aligned,
-    clip_boxes,
-    remove_small_boxes,
-)
-from .ops.match import match_boxes, match_boxes_batched
-from .ops.nms import batched_nms, batched_nms_padded, nms, nms_padded
-from .ops.poolers import MultiScaleRoIAlign
-from .ops.roi_align import RoIAlign, multilevel_roi_align, roi_align
-from .ops.roi_pool import RoIPool, roi_pool
+from .ops import *  # noqa: F403  (every wrapper of frcnn_fast.ops, by its __all__)
+from .ops import __all__ as _ops
+from .ops.boxes import BOX_FORMATS, clip_boxes_to_image
+from .torchvision_patch import count_kernels, is_patched, patch_torchvision
 
 
 def build_info():
@@ -56,40 +45,11 @@ def build_info():
     return info
 
 
-__all__ = [
-    "AnchorGenerator",
-    "BOX_FORMATS",
-    "MultiScaleRoIAlign",
-    "RoIAlign",
-    "RoIPool",
-    "anchors_inside",
-    "base_anchors",
-    "batched_nms",
-    "batched_nms_padded",
-    "box_area",
-    "box_convert",
-    "box_iou",
-    "box_iou_aligned",
-    "build_info",
-    "clip_boxes",
-    "decode_boxes",
-    "encode_boxes",
-    "generate_anchors",
-    "generate_anchors_multilevel",
-    "match_boxes",
-    "match_boxes_batched",
-    "nms",
-    "nms_padded",
-    "multilevel_roi_align",
-    "reference",
-    "remove_small_boxes",
-    "roi_align",
-    "roi_pool",
-]
-
-# --- torchvision drop-in (patch_torchvision) ---
-from .ops.boxes import clip_boxes_to_image  # noqa: E402
-from .torchvision_patch import count_kernels, is_patched, patch_torchvision  # noqa: E402
-
-__all__ += ["clip_boxes_to_image", "count_kernels", "is_patched", "patch_torchvision"]
-# --- end torchvision drop-in ---
+__all__ = (
+    _ops
+    + (
+        "AnchorGenerator anchors_inside base_anchors generate_anchors generate_anchors_multilevel "
+        "BOX_FORMATS build_info reference clip_boxes_to_image count_kernels is_patched "
+        "patch_torchvision"
+    ).split()
+)

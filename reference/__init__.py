@@ -32,39 +32,11 @@ from .roi_align import (
 from .roi_pool import roi_pool, roi_pool_backward, roi_pool_with_argmax
 from .targets import anchor_targets, balanced_sample, proposal_targets
 
-__all__ = [
-    "BOX_FORMATS",
-    "anchors_inside",
-    "base_anchors",
-    "batched_nms",
-    "batched_nms_padded",
-    "box_area",
-    "box_convert",
-    "box_iou",
-    "box_iou_aligned",
-    "clip_boxes",
-    "decode_boxes",
-    "encode_boxes",
-    "generate_anchors",
-    "generate_anchors_multilevel",
-    "match_boxes",
-    "anchor_targets",
-    "balanced_sample",
-    "proposal_targets",
-    "generate_proposals",
-    "rpn_loss",
-    "box_head_loss",
-    "smooth_l1_loss",
-    "nms",
-    "nms_padded",
-    "fpn_levels",
-    "fpn_scale",
-    "multilevel_roi_align",
-    "multilevel_roi_align_backward",
-    "remove_small_boxes",
-    "roi_align",
-    "roi_align_backward",
-    "roi_pool",
-    "roi_pool_backward",
-    "roi_pool_with_argmax",
-]
+__all__ = (
+    "BOX_FORMATS anchors_inside base_anchors batched_nms batched_nms_padded box_area "
+    "box_convert box_iou box_iou_aligned clip_boxes decode_boxes encode_boxes generate_anchors "
+    "generate_anchors_multilevel match_boxes anchor_targets balanced_sample proposal_targets "
+    "generate_proposals rpn_loss box_head_loss smooth_l1_loss nms nms_padded fpn_levels "
+    "fpn_scale multilevel_roi_align multilevel_roi_align_backward remove_small_boxes roi_align "
+    "roi_align_backward roi_pool roi_pool_backward roi_pool_with_argmax"
+).split()

@@ -81,6 +81,22 @@ def _support(a):
     return slice(used[0], used[-1] + 1) if len(used) else slice(0, 0)
 
 
+def _roi_operators_of(
+    boxes, levels, shapes, spatial_scales, pooled, sampling_ratio, aligned, geometry
+):
+    """``(k, level, image, ay, ax, count)`` for every RoI ``k`` that pools anything: its level
+    (0 when ``levels`` is None), its image, and the interpolation operators of its map."""
+    batch, coords = as_rois(boxes, shapes[0][0])
+    levels = np.zeros(len(batch), np.int64) if levels is None else np.asarray(levels, np.int64)
+    for r in range(len(batch)):
+        h, w = shapes[levels[r]][2:]
+        ops = _roi_operators(
+            coords[r], spatial_scales[levels[r]], pooled, sampling_ratio, aligned, h, w, geometry
+        )
+        if ops is not None:
+            yield (r, levels[r], batch[r], *ops)
+
+
 def multilevel_roi_align(
     inputs,
     boxes,
@@ -96,25 +112,14 @@ def multilevel_roi_align(
     xs = [np.asarray(x, dtype=np.float64) for x in inputs]
     n, c = xs[0].shape[:2]
     pooled = _pair(output_size)
-    batch, coords = as_rois(boxes, n)
-    levels = (
-        np.zeros(len(batch), dtype=np.int64)
-        if levels is None
-        else np.asarray(levels, dtype=np.int64)
-    )
-    out = np.zeros((len(batch), c, *pooled))
-    for r in range(len(batch)):
-        x = xs[levels[r]]
-        h, w = x.shape[2:]
-        ops = _roi_operators(
-            coords[r], spatial_scales[levels[r]], pooled, sampling_ratio, aligned, h, w, geometry
-        )
-        if ops is None:
-            continue
-        ay, ax, count = ops
+    out = np.zeros((len(as_rois(boxes, n)[0]), c, *pooled))
+    shapes = [x.shape for x in xs]
+    for r, level, image, ay, ax, count in _roi_operators_of(
+        boxes, levels, shapes, spatial_scales, pooled, sampling_ratio, aligned, geometry
+    ):
         rows, cols = _support(ay), _support(ax)
         # only the rows and columns the RoI's samples touch
-        window = x[batch[r]][:, rows][:, :, cols]
+        window = xs[level][image][:, rows][:, :, cols]
         out[r] = ay[:, rows] @ (window @ ax[:, cols].T) / count
     return out
 
@@ -152,24 +157,12 @@ def multilevel_roi_align_backward(
     bilinear neighbours of each of its samples."""
     g = np.asarray(grad_output, dtype=np.float64)
     grads = [np.zeros(s) for s in input_shapes]
-    n = input_shapes[0][0]
     pooled = g.shape[2:]
-    batch, coords = as_rois(boxes, n)
-    levels = (
-        np.zeros(len(batch), dtype=np.int64)
-        if levels is None
-        else np.asarray(levels, dtype=np.int64)
-    )
-    for r in range(len(batch)):
-        h, w = input_shapes[levels[r]][2:]
-        ops = _roi_operators(
-            coords[r], spatial_scales[levels[r]], pooled, sampling_ratio, aligned, h, w, geometry
-        )
-        if ops is None:
-            continue
-        ay, ax, count = ops
+    for r, level, image, ay, ax, count in _roi_operators_of(
+        boxes, levels, input_shapes, spatial_scales, pooled, sampling_ratio, aligned, geometry
+    ):
         rows, cols = _support(ay), _support(ax)
-        grads[levels[r]][batch[r], :, rows, cols] += (ay[:, rows].T @ g[r] @ ax[:, cols]) / count
+        grads[level][image, :, rows, cols] += (ay[:, rows].T @ g[r] @ ax[:, cols]) / count
     return grads
 
 

@@ -52,32 +52,18 @@ if str(TESTS_DIR) not in sys.path:
 
 import cuda_emu  # noqa: E402
 
-settings.register_profile(
-    "ci",
-    max_examples=40,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    print_blob=True,
-    # the function-scoped fixture is the emulated-CUDA routing, meant to span all examples
-    suppress_health_check=[
+# The function-scoped fixture is the emulated-CUDA routing, meant to span all examples.
+_SHARED = {
+    "deadline": None,
+    "print_blob": True,
+    "suppress_health_check": [
         HealthCheck.too_slow,
         HealthCheck.data_too_large,
         HealthCheck.function_scoped_fixture,
     ],
-)
-settings.register_profile(
-    "dev",
-    max_examples=300,
-    deadline=None,
-    print_blob=True,
-    # the function-scoped fixture is the emulated-CUDA routing, meant to span all examples
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.function_scoped_fixture,
-    ],
-)
+}
+settings.register_profile("ci", max_examples=40, derandomize=True, database=None, **_SHARED)
+settings.register_profile("dev", max_examples=300, **_SHARED)
 settings.register_profile(
     "quick",
     parent=settings.get_profile("ci"),

@@ -36,6 +36,9 @@ CUDA_EMU_PARAM = pytest.param(
 )
 # Where the kernels run: CPU kernels, emulated CUDA kernels, real CUDA kernels.
 DEVICES = [pytest.param("cpu", id="cpu"), CUDA_EMU_PARAM, CUDA_PARAM]
+# The CUDA backends whose results the CUDA-vs-CPU tests compare with the CPU kernels': the
+# backend name picks the tensors' device ("cuda_emu": CPU tensors, emulated kernels).
+CUDA_BACKENDS = [pytest.param("cuda_emu", marks=[pytest.mark.cuda_emu], id="cuda_emu"), CUDA_PARAM]
 # Real devices only, for tests of the op registrations (opcheck, torch.compile) rather than of
 # the kernels' results.
 REAL_DEVICES = [pytest.param("cpu", id="cpu"), CUDA_PARAM]
@@ -43,6 +46,14 @@ REAL_DEVICES = [pytest.param("cpu", id="cpu"), CUDA_PARAM]
 ALL_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 FULL_DTYPES = (torch.float32, torch.float64)
 HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def registered_ops():
+    """Every op the extension registers in the ``frcnn_fast`` namespace, sorted: tests that
+    must cover all ops take the list from here, so a new op cannot be forgotten."""
+    prefix = "frcnn_fast::"
+    names = torch._C._dispatch_get_all_op_names()
+    return sorted(n[len(prefix) :] for n in names if n.startswith(prefix))
 
 
 def dtype_id(dtype):

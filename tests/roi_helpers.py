@@ -10,7 +10,7 @@ import contextlib
 
 import numpy as np
 import torch
-from helpers import RTOL, compute_eps, coords, to_np
+from helpers import RTOL, check_close, check_result_tensor, compute_eps, coords, to_np
 from hypothesis import strategies as st
 
 SCALES = st.one_of(
@@ -51,6 +51,44 @@ def feature_maps(draw, max_c=3, max_hw=12):
     w = draw(st.integers(1, max_hw))
     seed = draw(st.integers(0, 2**31 - 1))
     return np.random.default_rng(seed).normal(size=(n, c, h, w))
+
+
+def draw_case(data):
+    """A feature map, a spatial scale, RoIs on it and an output size: what both RoI ops take."""
+    x = data.draw(feature_maps(), label="x")
+    scale = data.draw(SCALES, label="spatial_scale")
+    rois = data.draw(roi_sets(x.shape[0], x.shape[2], x.shape[3], scale), label="rois")
+    pooled = data.draw(st.tuples(st.integers(1, 4), st.integers(1, 4)), label="output_size")
+    return x, scale, rois, pooled
+
+
+def check_torchvision(ours, theirs, x, rois, dtype, device, tol, grad_tol):
+    """``ours`` and ``theirs`` (each ``f(input, boxes)``) give the same output within ``tol`` and
+    the same input gradient, for one random output gradient, within ``grad_tol``."""
+    inp = torch.as_tensor(x).to(dtype=dtype, device=device)
+    boxes = torch.as_tensor(rois).to(dtype=dtype, device=device)
+    a, b = inp.clone().requires_grad_(), inp.clone().requires_grad_()
+    out_a, out_b = ours(a, boxes), theirs(b, boxes)
+    check_close(to_np(out_a), to_np(out_b), 0, tol)
+    if len(rois):
+        g = torch.randn_like(out_a)
+        (ga,) = torch.autograd.grad(out_a, a, g)
+        (gb,) = torch.autograd.grad(out_b, b, g)
+        check_close(to_np(ga), to_np(gb), 0, grad_tol)
+
+
+def check_grad(out, inp, reference_backward, rois, pooled, eps_factor):
+    """Backpropagate a fixed random gradient through ``out`` to ``inp`` and compare with
+    ``reference_backward(grad as NumPy)``: each input cell sums at most K * bins terms of size
+    <= max|grad|, each rounded once, so the error allowed is ``eps_factor`` eps per such term."""
+    dtype, device = inp.dtype, inp.device
+    grad = torch.as_tensor(np.random.default_rng(len(rois)).normal(size=out.shape))
+    grad = grad.to(dtype=dtype, device=device)
+    (gi,) = torch.autograd.grad(out, inp, grad)
+    check_result_tensor(gi, dtype, device, inp.shape)
+    bound = max(1, len(rois) * pooled[0] * pooled[1]) * (to_np(grad.abs()).max(initial=0))
+    atol = eps_factor * compute_eps(dtype) * bound + 1e-12
+    check_close(to_np(gi), reference_backward(to_np(grad)), RTOL[dtype], atol, rois=rois)
 
 
 def make_input(arr, dtype, device, layout):
@@ -103,6 +141,15 @@ def boxes_arg(rois, fmt, batch, dtype, device):
 
 def rounded_rois(rois, dtype):
     return to_np(torch.as_tensor(rois).to(dtype))
+
+
+def as_inputs(x, rois, dtype, device, layout="contiguous", fmt="tensor"):
+    """The kernel's arguments for map ``x`` and RoIs ``rois`` (the map in ``layout``, the RoIs
+    as ``boxes_arg`` gives them, in ``fmt``) and the reference's: the map and the RoIs as the
+    kernel sees them (rounded to ``dtype``, in the kernel's RoI order)."""
+    inp = make_input(x, dtype, device, layout)
+    boxes, order = boxes_arg(rois, fmt, x.shape[0], dtype, device)
+    return inp, boxes, to_np(inp), rounded_rois(rois, dtype)[order]
 
 
 @contextlib.contextmanager

@@ -80,15 +80,8 @@ def test_encode_matches_reference(device, dtype, data, weights, layouts):
     check_result_tensor(out, dtype, device, ref.shape)
     r, t = to_np(tr), to_np(tt)
     expected = R.encode_boxes(r, t, weights)
-    check_close(
-        to_np(out),
-        expected,
-        RTOL[dtype],
-        encode_atol(r, t, weights, dtype),
-        ref=r,
-        tgt=t,
-        weights=weights,
-    )
+    atol = encode_atol(r, t, weights, dtype)
+    check_close(to_np(out), expected, RTOL[dtype], atol, ref=r, tgt=t, weights=weights)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -126,16 +119,9 @@ def test_decode_matches_reference(device, dtype, data, clamp, layouts):
     check_result_tensor(out, dtype, device, deltas.shape)
     d, r = to_np(td), to_np(tr)
     expected = R.decode_boxes(d, r, weights, clamp)
-    check_close(
-        to_np(out),
-        expected,
-        RTOL[dtype],
-        decode_atol(d, r, expected, dtype),
-        deltas=d,
-        ref=r,
-        weights=weights,
-        clamp=clamp,
-    )
+    atol = decode_atol(d, r, expected, dtype)
+    inputs = {"deltas": d, "ref": r, "weights": weights, "clamp": clamp}
+    check_close(to_np(out), expected, RTOL[dtype], atol, **inputs)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -228,9 +214,9 @@ def test_decode_encode_round_trip(device, dtype, data, weights):
 def test_encode_matches_torchvision(device, dtype, data, weights):
     ref, tgt = data.draw(coding_inputs(dtype))
     tr, tt = to_tensor(ref, dtype, device), to_tensor(tgt, dtype, device)
-    ours = frcnn_fast.encode_boxes(tr, tt, weights)
     # torchvision's argument order is (targets, proposals/anchors)
     theirs = BoxCoder(tuple(weights)).encode_single(tt, tr)
+    ours = frcnn_fast.encode_boxes(tr, tt, weights)
     check_close(to_np(ours), to_np(theirs), RTOL[dtype], encode_atol(ref, tgt, weights, dtype))
 
 

@@ -5,6 +5,7 @@ import os
 import shutil
 
 import torch
+from helpers import registered_ops
 
 import frcnn_fast
 
@@ -58,15 +59,5 @@ def test_cuda_backend_built_when_toolkit_present():
 
 
 def test_cpu_kernels_registered():
-    for name in (
-        "box_area",
-        "box_iou",
-        "box_iou_aligned",
-        "box_convert",
-        "clip_boxes",
-        "remove_small_boxes",
-        "encode_boxes",
-        "decode_boxes",
-        "grid_anchors",
-    ):
+    for name in registered_ops():
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"frcnn_fast::{name}", "CPU"), name

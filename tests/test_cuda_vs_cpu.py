@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import (
+    CUDA_BACKENDS,
     DTYPES,
     HAS_CUDA,
     WEIGHTS,
@@ -36,14 +37,6 @@ box_iou_op = torch.ops.frcnn_fast.box_iou
 box_area_op = torch.ops.frcnn_fast.box_area
 
 FORMATS = ("xyxy", "yxyx", "xywh", "cxcywh")
-BACKENDS = [
-    pytest.param("cuda_emu", marks=[pytest.mark.cuda_emu], id="cuda_emu"),
-    pytest.param(
-        "cuda",
-        marks=[pytest.mark.cuda, pytest.mark.skipif(not HAS_CUDA, reason="no GPU")],
-        id="cuda",
-    ),
-]
 # Emulator settings each emulated comparison runs under: a few seeds, one and two worker
 # threads, the GPU's grid cap and caps of 1 and 2 blocks (grid-stride loops on tiny inputs).
 SCHEDULES = ((11, 2, 65535), (12, 1, 1), (13, 2, 2))
@@ -86,7 +79,7 @@ def with_nonfinite(draw, boxes):
     return b
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", CUDA_BACKENDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(
     pair=box_pairs(max_n=24),
@@ -113,7 +106,7 @@ def test_box_ops_cuda_equals_cpu(backend, dtype, pair, data, fmts):
         assert small(ca).tolist() == run_cuda(backend, small, ca).tolist()
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", CUDA_BACKENDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(data=st.data(), weights=WEIGHTS)
 def test_box_coding_cuda_equals_cpu(backend, dtype, data, weights):
@@ -148,7 +141,7 @@ def test_box_coding_cuda_equals_cpu(backend, dtype, data, weights):
         )
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", CUDA_BACKENDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(data=st.data())
 def test_box_coding_nonfinite_cuda_equals_cpu(backend, dtype, data):
@@ -167,7 +160,7 @@ def test_box_coding_nonfinite_cuda_equals_cpu(backend, dtype, data):
             _identical(cpu, cuda, dtype)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", CUDA_BACKENDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(
     fs=st.tuples(st.integers(0, 40), st.integers(0, 40)),

@@ -19,11 +19,9 @@ def _code(text):
     return re.sub(r"//[^\n]*", "", text)
 
 
-def declared_checks(op_file):
-    """The check_* functions csrc/<op>.h declares."""
-    header = CSRC / f"{op_file}.h"
-    assert header.exists(), f"{header.name} is missing: the shared input checks live there"
-    return set(re.findall(r"\b(check_\w+)\s*\(", _code(header.read_text())))
+def declared_checks(header_code):
+    """The check_* functions a csrc/<op>.h declares (or calls, in the entries it defines)."""
+    return set(re.findall(r"\b(check_\w+)\s*\(", header_code))
 
 
 def registered_entries(code):
@@ -41,18 +39,23 @@ def first_statement(code, function):
     return code[m.end() : code.index(";", m.end())].strip()
 
 
-def entry_violations(path):
-    """What breaks the rule in one kernel file (empty when it holds)."""
+def entry_violations(path, header=None):
+    """What breaks the rule in one kernel file (empty when it holds). An entry is defined in the
+    kernel file or, when both backends share it (RoiPoolEntries, RoiAlignEntries), in the op's
+    header csrc/<op>.h (or ``header``)."""
     code = _code(path.read_text())
-    checks = declared_checks(path.name.split("_kernel.")[0])
+    header = header or CSRC / f"{path.name.split('_kernel.')[0]}.h"
+    assert header.exists(), f"{header.name} is missing: the shared input checks live there"
+    header_code = _code(header.read_text())
+    checks = declared_checks(header_code)
     entries = registered_entries(code)
     if not entries:
         return [f"{path.name}: registers no kernel"]
     broken = []
     for op, function in entries:
-        statement = first_statement(code, function)
+        statement = first_statement(code, function) or first_statement(header_code, function)
         if statement is None:
-            broken.append(f"{op}: no definition of {function} in {path.name}")
+            broken.append(f"{op}: no definition of {function} in {path.name} or {header.name}")
             continue
         # The first call of the first statement (it may initialise a result, as box_convert's).
         call = re.search(r"\b(\w+)\s*\(", statement)
@@ -74,15 +77,24 @@ def test_every_kernel_entry_starts_with_its_input_check(path):
 
 
 def test_the_rule_sees_a_missing_check(tmp_path):
-    """The rule fails on an entry whose check call is removed (here, from roi_pool's CPU forward)."""
-    source = (CSRC / "cpu" / "roi_pool_kernel.cpp").read_text()
-    call = re.search(r"\n\s*check_roi_pool_inputs\([^;]*\);", source)
+    """The rule fails on an entry whose check call is removed: from roi_pool's CPU backward (in
+    the kernel file), and from the forward both backends share (in csrc/roi_pool.h)."""
+    kernel = CSRC / "cpu" / "roi_pool_kernel.cpp"
+    source = kernel.read_text()
+    call = re.search(r"\n\s*check_roi_pool_backward_inputs\([^;]*\);", source)
     assert call is not None
     broken = tmp_path / "cpu" / "roi_pool_kernel.cpp"
     broken.parent.mkdir()
     broken.write_text(source[: call.start()] + source[call.end() :])
-    assert any("roi_pool:" in v for v in entry_violations(broken))
-    assert not entry_violations(CSRC / "cpu" / "roi_pool_kernel.cpp")
+    assert any("_roi_pool_backward:" in v for v in entry_violations(broken, CSRC / "roi_pool.h"))
+
+    header = (CSRC / "roi_pool.h").read_text()
+    call = re.search(r"\n\s*check_roi_pool_inputs\(input[^;]*\);", header)
+    assert call is not None
+    broken_header = tmp_path / "roi_pool.h"
+    broken_header.write_text(header[: call.start()] + header[call.end() :])
+    assert any(v.startswith("roi_pool:") for v in entry_violations(kernel, broken_header))
+    assert not entry_violations(kernel)
 
 
 def test_cuda_sources_include_nothing_from_cpu():

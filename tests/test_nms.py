@@ -7,7 +7,17 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from helpers import DEVICES, DTYPES, FULL, HAS_CUDA, box_arrays, dtype_id, to_np, to_tensor
+from helpers import (
+    CUDA_BACKENDS,
+    DEVICES,
+    DTYPES,
+    FULL,
+    HAS_CUDA,
+    box_arrays,
+    dtype_id,
+    to_np,
+    to_tensor,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -468,14 +478,6 @@ def test_many_overlapping_groups_match_reference(device, request, thr):
 
 
 # ============================================================ CUDA kernels == CPU kernel
-CUDA_BACKENDS = [
-    pytest.param("cuda_emu", marks=[pytest.mark.cuda_emu], id="cuda_emu"),
-    pytest.param(
-        "cuda",
-        marks=[pytest.mark.cuda, pytest.mark.skipif(not HAS_CUDA, reason="no GPU")],
-        id="cuda",
-    ),
-]
 # (seed, worker threads, grid cap): one and two workers, the GPU's cap and caps of 1 and 2
 # blocks, which push the mask kernel's tiles and the per-segment reduction through their
 # grid-stride loops (several row blocks / column blocks / segments per thread block).

@@ -6,34 +6,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import REAL_DEVICES, random_boxes
+from helpers import REAL_DEVICES, random_boxes, registered_ops
 
 import frcnn_fast  # noqa: F401  (loads _C and registers torch.ops.frcnn_fast.*)
 
-OPS = (
-    "box_area",
-    "box_iou",
-    "box_iou_aligned",
-    "box_convert",
-    "clip_boxes",
-    "remove_small_boxes",
-    "encode_boxes",
-    "decode_boxes",
-    "grid_anchors",
-    "nms",
-    "batched_nms",
-    "nms_padded",
-    "batched_nms_padded",
-    "match_boxes",
-    "match_boxes_batched",
-    "roi_pool",
-    "roi_pool_inference",
-    "_roi_pool_backward",
-    "roi_align",
-    "_roi_align_backward",
-    "multilevel_roi_align",
-    "_multilevel_roi_align_backward",
-)
+OPS = registered_ops()
 
 
 def _boxes(n, dtype, device, seed, positive=False, layout=None):

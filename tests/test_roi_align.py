@@ -1,5 +1,5 @@
-"""roi_align / RoIAlign: kernel vs NumPy reference (forward and backward), gradcheck,
-determinism, the rescaling property, torchvision."""
+"""roi_align: kernel vs NumPy reference (forward and backward), gradcheck, the rescaling
+property, torchvision. What it shares with roi_pool: test_roi_shared.py."""
 
 import numpy as np
 import pytest
@@ -17,27 +17,14 @@ from helpers import (
 )
 from hypothesis import given
 from hypothesis import strategies as st
-from roi_helpers import (
-    LAYOUTS,
-    SCALES,
-    boxes_arg,
-    check_backward_deterministic,
-    feature_maps,
-    geometry,
-    make_input,
-    roi_sets,
-    rounded_rois,
-)
+from roi_helpers import LAYOUTS, as_inputs, check_grad, check_torchvision, draw_case, geometry
 
 import frcnn_fast
 import frcnn_fast.reference as R
 
 
 def _case(data):
-    x = data.draw(feature_maps(), label="x")
-    scale = data.draw(SCALES, label="spatial_scale")
-    rois = data.draw(roi_sets(x.shape[0], x.shape[2], x.shape[3], scale), label="rois")
-    pooled = data.draw(st.tuples(st.integers(1, 4), st.integers(1, 4)), label="output_size")
+    x, scale, rois, pooled = draw_case(data)
     sampling = data.draw(st.sampled_from([-1, 0, 1, 2, 3]), label="sampling_ratio")
     aligned = data.draw(st.booleans(), label="aligned")
     return x, scale, rois, pooled, sampling, aligned
@@ -48,11 +35,10 @@ def _case(data):
 @given(data=st.data(), layout=st.sampled_from(LAYOUTS), fmt=st.sampled_from(["tensor", "list"]))
 def test_roi_align_matches_reference(device, dtype, data, layout, fmt):
     x, scale, rois, pooled, sampling, aligned = _case(data)
-    inp = make_input(x, dtype, device, layout).requires_grad_()
-    boxes, order = boxes_arg(rois, fmt, x.shape[0], dtype, device)
+    inp, boxes, xr, rr = as_inputs(x, rois, dtype, device, layout, fmt)
+    inp.requires_grad_()
     out = frcnn_fast.roi_align(inp, boxes, pooled, scale, sampling, aligned)
     check_result_tensor(out, dtype, device, (len(rois), x.shape[1], *pooled))
-    xr, rr = to_np(inp), rounded_rois(rois, dtype)[order]
     g = geometry(dtype)
     expected = R.roi_align(xr, rr, pooled, scale, sampling, aligned, geometry=g)
     # an average of values |v| <= max|x|: error of the float32/64 sums plus one final rounding
@@ -68,19 +54,13 @@ def test_roi_align_matches_reference(device, dtype, data, layout, fmt):
         aligned=aligned,
     )
 
-    grad = torch.as_tensor(np.random.default_rng(len(rois)).normal(size=out.shape)).to(
-        dtype=dtype, device=device
+    check_grad(
+        out,
+        inp,
+        lambda grad: R.roi_align_backward(grad, rr, x.shape, scale, sampling, aligned, geometry=g),
+        *(rr, pooled),
+        eps_factor=16,
     )
-    (gi,) = torch.autograd.grad(out, inp, grad)
-    check_result_tensor(gi, dtype, device, x.shape)
-    expected_g = R.roi_align_backward(
-        to_np(grad), rr, x.shape, scale, sampling, aligned, geometry=g
-    )
-    # each input cell sums at most (K * bins) terms of size <= max|grad|
-    mag = max(1, len(rois) * pooled[0] * pooled[1]) * (
-        np.abs(to_np(grad)).max() if grad.numel() else 0
-    )
-    check_close(to_np(gi), expected_g, RTOL[dtype], 16 * compute_eps(dtype) * mag + 1e-12, rois=rr)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -89,19 +69,12 @@ def test_roi_align_matches_reference(device, dtype, data, layout, fmt):
 def test_roi_align_matches_torchvision(device, dtype, data):
     """Forward and gradient equal torchvision.ops.roi_align (same geometry type: exact bins)."""
     x, scale, rois, pooled, sampling, aligned = _case(data)
-    inp = torch.as_tensor(x).to(dtype=dtype, device=device)
-    boxes = torch.as_tensor(rois).to(dtype=dtype, device=device)
-    a = inp.clone().requires_grad_()
-    b = inp.clone().requires_grad_()
-    ours = frcnn_fast.roi_align(a, boxes, pooled, scale, sampling, aligned)
-    theirs = torchvision.ops.roi_align(b, boxes, pooled, scale, sampling, aligned)
     tol = 64 * compute_eps(dtype) * max(1.0, np.abs(x).max())
-    check_close(to_np(ours), to_np(theirs), 0, tol)
-    if len(rois):
-        g = torch.randn_like(ours)
-        (ga,) = torch.autograd.grad(ours, a, g)
-        (gb,) = torch.autograd.grad(theirs, b, g)
-        check_close(to_np(ga), to_np(gb), 0, tol * len(rois) * pooled[0] * pooled[1])
+    check_torchvision(
+        lambda t, b: frcnn_fast.roi_align(t, b, pooled, scale, sampling, aligned),
+        lambda t, b: torchvision.ops.roi_align(t, b, pooled, scale, sampling, aligned),
+        *(x, rois, dtype, device, tol, tol * len(rois) * pooled[0] * pooled[1]),
+    )
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -123,17 +96,6 @@ def test_roi_align_gradcheck(device, aligned, sampling_ratio):
     )
     assert torch.autograd.gradcheck(
         lambda t: frcnn_fast.roi_align(t, rois, (2, 3), 0.9, sampling_ratio, aligned), (x,)
-    )
-
-
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-def test_roi_align_backward_deterministic(device, layout):
-    check_backward_deterministic(
-        lambda x, rois, **kw: frcnn_fast.roi_align(x, rois, 7, 1 / 16, 2, False, **kw),
-        device,
-        layout,
-        11,
     )
 
 
@@ -197,44 +159,8 @@ def test_roi_align_rescale_invariance(device, data):
     check_close(to_np(fine_out), to_np(coarse_out), 1e-9, 1e-9, rois=rois, s=s)
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_roi_align_empty(device, dtype):
-    x = torch.randn(2, 3, 5, 5, device=device).to(dtype).requires_grad_()
-    out = frcnn_fast.roi_align(x, torch.zeros(0, 5, dtype=dtype, device=device), (2, 2))
-    check_result_tensor(out, dtype, device, (0, 3, 2, 2))
-    out.sum().backward()
-    assert torch.equal(x.grad, torch.zeros_like(x))
-    lst = frcnn_fast.roi_align(x, [torch.zeros(0, 4, dtype=dtype, device=device)] * 2, 3)
-    check_result_tensor(lst, dtype, device, (0, 3, 3, 3))
-
-
-@pytest.mark.parametrize("device", DEVICES)
-def test_roi_align_nonfinite_boxes_give_zero(device):
-    x = torch.randn(1, 2, 6, 6, device=device).requires_grad_()
-    nan, inf = float("nan"), float("inf")
-    rois = torch.tensor(
-        [[0, nan, 0, 3, 3], [0, 0, 0, inf, 3], [0, -inf, 1, 2, 2], [0, 1, 1, 4, 4]], device=device
-    )
-    out = frcnn_fast.roi_align(x, rois, 2, 1.0, -1, False)
-    assert torch.equal(out[:3], torch.zeros_like(out[:3]))
-    assert out[3].abs().sum() > 0
-    out.sum().backward()
-    assert torch.isfinite(x.grad).all()
-
-
-def test_roi_align_module_matches_function():
-    x = torch.randn(1, 2, 8, 8)
-    rois = torch.tensor([[0, 1.0, 1.0, 30.0, 20.0]])
+def test_roi_align_module_keeps_its_settings():
     m = frcnn_fast.RoIAlign((3, 3), 0.25, 2, aligned=True)
+    x, rois = torch.randn(1, 2, 8, 8), torch.tensor([[0, 1.0, 1.0, 30.0, 20.0]])
     assert torch.equal(m(x, rois), frcnn_fast.roi_align(x, rois, (3, 3), 0.25, 2, True))
-    assert "sampling_ratio=2" in repr(m)
-
-
-def test_roi_align_double_backward_raises():
-    x = torch.randn(1, 2, 6, 6, dtype=torch.float64, requires_grad=True)
-    rois = torch.tensor([[0, 1.0, 1.0, 4.0, 4.0]], dtype=torch.float64)
-    out = frcnn_fast.roi_align(x, rois, 2)
-    (g,) = torch.autograd.grad(out.pow(2).sum(), x, create_graph=True)
-    with pytest.raises(RuntimeError, match="double backward"):
-        g.sum().backward()
+    assert "sampling_ratio=2, aligned=True" in repr(m)

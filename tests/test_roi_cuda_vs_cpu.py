@@ -11,19 +11,11 @@ import cuda_emu
 import numpy as np
 import pytest
 import torch
-from helpers import DTYPES, HAS_CUDA, dtype_id
+from helpers import CUDA_BACKENDS, DTYPES, HAS_CUDA, dtype_id
 from roi_helpers import deterministic_algorithms
 
 import frcnn_fast  # noqa: F401  (loads _C)
 
-BACKENDS = [
-    pytest.param("cuda_emu", marks=[pytest.mark.cuda_emu], id="cuda_emu"),
-    pytest.param(
-        "cuda",
-        marks=[pytest.mark.cuda, pytest.mark.skipif(not HAS_CUDA, reason="no GPU")],
-        id="cuda",
-    ),
-]
 # (seed, workers, max_grid_dim)
 SCHEDULES = ((21, 2, 65535), (22, 1, 1), (23, 2, 2), (24, 2, 3))
 LAYOUTS = ("contiguous", "channels_last")
@@ -105,7 +97,7 @@ def _grad_tol(dtype, g, terms):
     return {"rtol": 2 * out_eps, "atol": 4 * acc_eps * scale + out_eps}
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", CUDA_BACKENDS)
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -135,7 +127,7 @@ def test_roi_pool_cuda_matches_cpu(backend, dtype, layout, seed):
     torch.testing.assert_close(atomic, expected, **_grad_tol(dtype, g, len(rois) * 6))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", CUDA_BACKENDS)
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
@@ -164,7 +156,7 @@ def test_roi_align_cuda_matches_cpu(backend, dtype, layout, seed, sampling, alig
     assert expected.abs().sum() > 0  # the comparison is not vacuous
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", CUDA_BACKENDS)
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=dtype_id)
 def test_multilevel_roi_align_cuda_matches_cpu(backend, dtype, layout):

@@ -74,110 +74,65 @@ RULES: List[Tuple[str, str, str]] = [
     ("constant", r"(?<![\w.])0\.5(?![\w])", "0.25"),
 ]
 
+
+def _cpu(*tests: str, k: str = "") -> Tuple[Tuple[str, ...], List[str]]:
+    """The CPU-only _C, then ``tests`` without the emulated-CUDA ones (only those matching ``k``)."""
+    return ("cpu",), [*tests, "-m", "not cuda_emu", *(["-k", k] if k else [])]
+
+
+def _emu(*tests: str, k: str = "") -> Tuple[Tuple[str, ...], List[str]]:
+    """The emulated CUDA build, then the emulated-CUDA tests of ``tests`` (matching ``k``)."""
+    return ("emu",), [*tests, "-m", "cuda_emu", *(["-k", k] if k else [])]
+
+
+def _both(*tests: str) -> Tuple[Tuple[str, ...], List[str]]:
+    """Both builds (a header both backends include), then all of ``tests``."""
+    return ("cpu", "emu"), list(tests)
+
+
+def _t(*names: str) -> List[str]:
+    return [f"tests/test_{n}.py" for n in names]
+
+
+ROI = _t("roi_pool", "roi_align", "roi_shared", "multiscale_roi_align", "ties")
+BOXES = _t("box_ops", "box_iou", "box_coding", "anchors")
+
 # File patterns -> (builds, pytest arguments). The first matching entry wins. "cpu": the
 # CPU-only _C; "emu": the emulated CUDA build.
 COVERAGE: List[Tuple[str, Tuple[str, ...], List[str]]] = [
-    (
-        "csrc/cpu/box_area_kernel.cpp",
-        ("cpu",),
-        ["tests/test_box_ops.py", "-m", "not cuda_emu", "-k", "area"],
-    ),
-    (
-        "csrc/cpu/box_convert_kernel.cpp",
-        ("cpu",),
-        ["tests/test_box_ops.py", "-m", "not cuda_emu", "-k", "convert"],
-    ),
-    (
-        "csrc/cpu/clip_boxes_kernel.cpp",
-        ("cpu",),
-        ["tests/test_box_ops.py", "-m", "not cuda_emu", "-k", "clip"],
-    ),
-    (
-        "csrc/cpu/remove_small_boxes_kernel.cpp",
-        ("cpu",),
-        ["tests/test_box_ops.py", "tests/test_threads.py", "-m", "not cuda_emu", "-k", "small"],
-    ),
-    ("csrc/cpu/box_iou_kernel.cpp", ("cpu",), ["tests/test_box_iou.py", "-m", "not cuda_emu"]),
-    (
-        "csrc/cpu/box_coding_kernel.cpp",
-        ("cpu",),
-        ["tests/test_box_coding.py", "-m", "not cuda_emu"],
-    ),
-    ("csrc/cpu/grid_anchors_kernel.cpp", ("cpu",), ["tests/test_anchors.py", "-m", "not cuda_emu"]),
-    ("csrc/cpu/nms*", ("cpu",), ["tests/test_nms.py", "-m", "not cuda_emu"]),
-    ("csrc/cpu/radix_sort.h", ("cpu",), ["tests/test_nms.py", "-m", "not cuda_emu"]),
-    ("csrc/cpu/roi_pool*", ("cpu",), ["tests/test_roi_pool.py", "-m", "not cuda_emu"]),
-    (
-        "csrc/cpu/roi_align*",
-        ("cpu",),
-        ["tests/test_roi_align.py", "tests/test_multiscale_roi_align.py", "-m", "not cuda_emu"],
-    ),
-    (
-        "csrc/cpu/roi_index.h",
-        ("cpu",),
-        ["tests/test_roi_pool.py", "tests/test_roi_align.py", "-m", "not cuda_emu"],
-    ),
-    ("csrc/cpu/*", ("cpu",), ["tests", "-m", "not cuda_emu"]),
-    ("csrc/cuda/nms*", ("emu",), ["tests/test_nms.py", "-m", "cuda_emu"]),
+    ("csrc/cpu/box_area_kernel.cpp", *_cpu(*_t("box_ops"), k="area")),
+    ("csrc/cpu/box_convert_kernel.cpp", *_cpu(*_t("box_ops"), k="convert")),
+    ("csrc/cpu/clip_boxes_kernel.cpp", *_cpu(*_t("box_ops"), k="clip")),
+    ("csrc/cpu/remove_small_boxes_kernel.cpp", *_cpu(*_t("box_ops", "threads"), k="small")),
+    ("csrc/cpu/box_iou_kernel.cpp", *_cpu(*_t("box_iou"))),
+    ("csrc/cpu/box_coding_kernel.cpp", *_cpu(*_t("box_coding"))),
+    ("csrc/cpu/grid_anchors_kernel.cpp", *_cpu(*_t("anchors"))),
+    ("csrc/cpu/match_boxes*", *_cpu(*_t("match_boxes"))),
+    ("csrc/cpu/nms*", *_cpu(*_t("nms", "ties"))),
+    ("csrc/cpu/radix_sort.h", *_cpu(*_t("nms"))),
+    ("csrc/cpu/roi_pool*", *_cpu(*_t("roi_pool", "roi_pool_inference", "roi_shared", "ties"))),
+    ("csrc/cpu/roi_align*", *_cpu(*_t("roi_align", "roi_shared", "multiscale_roi_align"))),
+    ("csrc/cpu/roi_tasks.h", *_cpu(*ROI)),
+    ("csrc/cpu/*", *_cpu("tests")),
+    ("csrc/cuda/nms*", *_emu(*_t("nms", "ties"))),
+    ("csrc/cuda/match_boxes*", *_emu(*_t("match_boxes"))),
     (
         "csrc/cuda/roi_pool*",
-        ("emu",),
-        ["tests/test_roi_pool.py", "tests/test_roi_cuda_vs_cpu.py", "-m", "cuda_emu", "-k", "pool"],
+        *_emu(*_t("roi_pool", "roi_shared", "roi_cuda_vs_cpu", "ties"), k="pool"),
     ),
     (
         "csrc/cuda/roi_align*",
-        ("emu",),
-        [
-            "tests/test_roi_align.py",
-            "tests/test_multiscale_roi_align.py",
-            "tests/test_roi_cuda_vs_cpu.py",
-            "-m",
-            "cuda_emu",
-            "-k",
-            "align",
-        ],
+        *_emu(*_t("roi_align", "roi_shared", "multiscale_roi_align", "roi_cuda_vs_cpu"), k="align"),
     ),
-    (
-        "csrc/cuda/roi_common.cuh",
-        ("emu",),
-        ["tests/test_roi_pool.py", "tests/test_roi_align.py", "-m", "cuda_emu"],
-    ),
-    (
-        "csrc/cuda/box_iou*",
-        ("emu",),
-        ["tests/test_box_iou.py", "tests/test_cuda_vs_cpu.py", "-m", "cuda_emu"],
-    ),
-    (
-        "csrc/cuda/box_coding*",
-        ("emu",),
-        ["tests/test_box_coding.py", "tests/test_cuda_vs_cpu.py", "-m", "cuda_emu"],
-    ),
-    (
-        "csrc/cuda/grid_anchors*",
-        ("emu",),
-        ["tests/test_anchors.py", "tests/test_cuda_vs_cpu.py", "-m", "cuda_emu"],
-    ),
-    (
-        "csrc/cuda/*",
-        ("emu",),
-        ["tests/test_box_ops.py", "tests/test_cuda_vs_cpu.py", "-m", "cuda_emu"],
-    ),
-    ("csrc/common/nms_math.h", ("cpu", "emu"), ["tests/test_nms.py"]),
-    (
-        "csrc/common/roi_math.h",
-        ("cpu", "emu"),
-        ["tests/test_roi_pool.py", "tests/test_roi_align.py"],
-    ),
-    (
-        "csrc/common/*",
-        ("cpu", "emu"),
-        [
-            "tests/test_box_ops.py",
-            "tests/test_box_iou.py",
-            "tests/test_box_coding.py",
-            "tests/test_anchors.py",
-        ],
-    ),
+    ("csrc/cuda/roi_common.cuh", *_emu(*ROI, *_t("roi_cuda_vs_cpu"))),
+    ("csrc/cuda/box_iou*", *_emu(*_t("box_iou", "cuda_vs_cpu"))),
+    ("csrc/cuda/box_coding*", *_emu(*_t("box_coding", "cuda_vs_cpu"))),
+    ("csrc/cuda/grid_anchors*", *_emu(*_t("anchors", "cuda_vs_cpu"))),
+    ("csrc/cuda/*", *_emu(*_t("box_ops", "cuda_vs_cpu"))),
+    ("csrc/common/nms_math.h", *_both(*_t("nms"))),
+    ("csrc/common/match_math.h", *_both(*_t("match_boxes"))),
+    ("csrc/common/roi_*", *_both(*ROI)),
+    ("csrc/common/*", *_both(*BOXES)),
 ]
 
 

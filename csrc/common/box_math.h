@@ -33,18 +33,8 @@ FRCNN_HOST_DEVICE T max2(T a, T b) {
   return a > b ? a : b;
 }
 
-FRCNN_HOST_DEVICE float math_log(float v) {
-  return logf(v);
-}
-FRCNN_HOST_DEVICE double math_log(double v) {
-  return log(v);
-}
-FRCNN_HOST_DEVICE float math_exp(float v) {
-  return expf(v);
-}
-FRCNN_HOST_DEVICE double math_exp(double v) {
-  return exp(v);
-}
+FRCNN_MATH_OVERLOADS(math_log, log)
+FRCNN_MATH_OVERLOADS(math_exp, exp)
 
 // Inverted boxes have area 0, never a negative one.
 template <typename T>
@@ -75,21 +65,45 @@ FRCNN_HOST_DEVICE T box_iou(const T* a, const T* b) {
   return iou_from_areas(inter, box_area(a[0], a[1], a[2], a[3]), box_area(b[0], b[1], b[2], b[3]));
 }
 
-// Boxes are stored in the tensor's dtype and computed in the math type T.
+// Boxes are stored in the tensor's dtype S and computed in the math type T: loads and stores
+// convert each coordinate.
+template <typename To, typename From>
+FRCNN_HOST_DEVICE void cast_box(const From* in, To* out) {
+  for (int k = 0; k < 4; ++k) out[k] = static_cast<To>(in[k]);
+}
+
 template <typename T, typename S>
 FRCNN_HOST_DEVICE void load_box(const S* p, T* box) {
-  box[0] = static_cast<T>(p[0]);
-  box[1] = static_cast<T>(p[1]);
-  box[2] = static_cast<T>(p[2]);
-  box[3] = static_cast<T>(p[3]);
+  cast_box(p, box);
 }
 
 template <typename T, typename S>
 FRCNN_HOST_DEVICE void store_box(const T* box, S* p) {
-  p[0] = static_cast<S>(box[0]);
-  p[1] = static_cast<S>(box[1]);
-  p[2] = static_cast<S>(box[2]);
-  p[3] = static_cast<S>(box[3]);
+  cast_box(box, p);
+}
+
+// Clamp to [lo, hi], NaN passing through like np.clip.
+template <typename T>
+FRCNN_HOST_DEVICE T clamp_to(T v, T lo, T hi) {
+  return v < lo ? lo : clamp_max(v, hi);
+}
+
+// A box clipped to the image [0, width] x [0, height], each coordinate on its own axis.
+template <typename T>
+FRCNN_HOST_DEVICE void clip_box(T* box, T height, T width) {
+  box[0] = clamp_to(box[0], T(0), width);
+  box[1] = clamp_to(box[1], T(0), height);
+  box[2] = clamp_to(box[2], T(0), width);
+  box[3] = clamp_to(box[3], T(0), height);
+}
+
+// A box moved by (dx, dy): a base anchor placed at a cell centre.
+template <typename T>
+FRCNN_HOST_DEVICE void shift_box(T* box, T dx, T dy) {
+  box[0] += dx;
+  box[1] += dy;
+  box[2] += dx;
+  box[3] += dy;
 }
 
 // ---- formats ---------------------------------------------------------------------------
@@ -97,60 +111,47 @@ FRCNN_HOST_DEVICE void store_box(const T* box, S* p) {
 enum BoxFormat : int { kXYXY = 0, kYXYX = 1, kXYWH = 2, kCXCYWH = 3 };
 
 template <typename T>
+FRCNN_HOST_DEVICE void set_box(T* out, T a, T b, T c, T d) {
+  out[0] = a;
+  out[1] = b;
+  out[2] = c;
+  out[3] = d;
+}
+
+template <typename T>
 FRCNN_HOST_DEVICE void to_xyxy(int fmt, const T* in, T* out) {
   switch (fmt) {
     case kYXYX:
-      out[0] = in[1];
-      out[1] = in[0];
-      out[2] = in[3];
-      out[3] = in[2];
+      set_box(out, in[1], in[0], in[3], in[2]);
       break;
     case kXYWH:
-      out[0] = in[0];
-      out[1] = in[1];
-      out[2] = in[0] + in[2];
-      out[3] = in[1] + in[3];
+      set_box(out, in[0], in[1], in[0] + in[2], in[1] + in[3]);
       break;
     case kCXCYWH:
-      out[0] = in[0] - T(0.5) * in[2];
-      out[1] = in[1] - T(0.5) * in[3];
-      out[2] = in[0] + T(0.5) * in[2];
-      out[3] = in[1] + T(0.5) * in[3];
+      set_box(
+          out, in[0] - T(0.5) * in[2], in[1] - T(0.5) * in[3], in[0] + T(0.5) * in[2],
+          in[1] + T(0.5) * in[3]);
       break;
     default:
-      out[0] = in[0];
-      out[1] = in[1];
-      out[2] = in[2];
-      out[3] = in[3];
+      set_box(out, in[0], in[1], in[2], in[3]);
   }
 }
 
 template <typename T>
 FRCNN_HOST_DEVICE void from_xyxy(int fmt, const T* in, T* out) {
   switch (fmt) {
-    case kYXYX:
-      out[0] = in[1];
-      out[1] = in[0];
-      out[2] = in[3];
-      out[3] = in[2];
+    case kYXYX:  // its own inverse
+      to_xyxy(fmt, in, out);
       break;
     case kXYWH:
-      out[0] = in[0];
-      out[1] = in[1];
-      out[2] = in[2] - in[0];
-      out[3] = in[3] - in[1];
+      set_box(out, in[0], in[1], in[2] - in[0], in[3] - in[1]);
       break;
     case kCXCYWH:
-      out[0] = T(0.5) * (in[0] + in[2]);
-      out[1] = T(0.5) * (in[1] + in[3]);
-      out[2] = in[2] - in[0];
-      out[3] = in[3] - in[1];
+      set_box(
+          out, T(0.5) * (in[0] + in[2]), T(0.5) * (in[1] + in[3]), in[2] - in[0], in[3] - in[1]);
       break;
     default:
-      out[0] = in[0];
-      out[1] = in[1];
-      out[2] = in[2];
-      out[3] = in[3];
+      set_box(out, in[0], in[1], in[2], in[3]);
   }
 }
 
@@ -204,12 +205,6 @@ FRCNN_HOST_DEVICE void decode_box(const T* delta, const T* ref, BoxWeights<T> wt
 template <typename T>
 FRCNN_HOST_DEVICE T cell_centre(int64_t index, T offset, T stride) {
   return (static_cast<T>(index) + offset) * stride;
-}
-
-// Clamp to [lo, hi], NaN passing through like np.clip.
-template <typename T>
-FRCNN_HOST_DEVICE T clamp_to(T v, T lo, T hi) {
-  return v < lo ? lo : clamp_max(v, hi);
 }
 
 }  // namespace frcnn_fast

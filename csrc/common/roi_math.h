@@ -20,25 +20,10 @@ constexpr int64_t kMaxSamplingGrid = 1024;
 // Pooled boxes are clamped to +-2^40 px before integer conversion (same reason).
 constexpr double kMaxRoiCoord = 1099511627776.0;
 
-FRCNN_HOST_DEVICE float math_floor(float v) {
-  return floorf(v);
-}
-FRCNN_HOST_DEVICE double math_floor(double v) {
-  return floor(v);
-}
-FRCNN_HOST_DEVICE float math_ceil(float v) {
-  return ceilf(v);
-}
-FRCNN_HOST_DEVICE double math_ceil(double v) {
-  return ceil(v);
-}
+FRCNN_MATH_OVERLOADS(math_floor, floor)
+FRCNN_MATH_OVERLOADS(math_ceil, ceil)
 // C round(): halves go away from zero (np.round would go to even).
-FRCNN_HOST_DEVICE float math_round(float v) {
-  return roundf(v);
-}
-FRCNN_HOST_DEVICE double math_round(double v) {
-  return round(v);
-}
+FRCNN_MATH_OVERLOADS(math_round, round)
 
 template <typename G>
 FRCNN_HOST_DEVICE bool all_finite4(G a, G b, G c, G d) {

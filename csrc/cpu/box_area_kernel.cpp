@@ -18,7 +18,7 @@ at::Tensor box_area_cpu(const at::Tensor& boxes) {
   if (n == 0) {
     return out;
   }
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b.scalar_type(), "box_area_cpu", [&] {
+  FRCNN_DISPATCH_FLOATING_TYPES(b.scalar_type(), "box_area_cpu", [&] {
     using T = at::opmath_type<scalar_t>;
     const scalar_t* in = b.const_data_ptr<scalar_t>();
     scalar_t* o = out.mutable_data_ptr<scalar_t>();

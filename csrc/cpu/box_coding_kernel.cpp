@@ -21,21 +21,20 @@ at::Tensor encode_boxes_cpu(
   if (n == 0) {
     return out;
   }
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, ref.scalar_type(), "encode_boxes_cpu", [&] {
-        using T = at::opmath_type<scalar_t>;
-        const BoxWeights<T> wt = to_weights<T>(weights);
-        const scalar_t* pr = ref.const_data_ptr<scalar_t>();
-        const scalar_t* pt = tgt.const_data_ptr<scalar_t>();
-        scalar_t* o = out.mutable_data_ptr<scalar_t>();
-        parallel_for_boxes(n, [&](int64_t i) {
-          T r[4], t[4], d[4];
-          load_box(pr + 4 * i, r);
-          load_box(pt + 4 * i, t);
-          encode_box(r, t, wt, d);
-          store_box(d, o + 4 * i);
-        });
-      });
+  FRCNN_DISPATCH_FLOATING_TYPES(ref.scalar_type(), "encode_boxes_cpu", [&] {
+    using T = at::opmath_type<scalar_t>;
+    const BoxWeights<T> wt = to_weights<T>(weights);
+    const scalar_t* pr = ref.const_data_ptr<scalar_t>();
+    const scalar_t* pt = tgt.const_data_ptr<scalar_t>();
+    scalar_t* o = out.mutable_data_ptr<scalar_t>();
+    parallel_for_boxes(n, [&](int64_t i) {
+      T r[4], t[4], d[4];
+      load_box(pr + 4 * i, r);
+      load_box(pt + 4 * i, t);
+      encode_box(r, t, wt, d);
+      store_box(d, o + 4 * i);
+    });
+  });
   return out;
 }
 
@@ -52,22 +51,21 @@ at::Tensor decode_boxes_cpu(
   if (n == 0) {
     return out;
   }
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, d.scalar_type(), "decode_boxes_cpu", [&] {
-        using T = at::opmath_type<scalar_t>;
-        const BoxWeights<T> wt = to_weights<T>(weights);
-        const T cap = static_cast<T>(clamp);
-        const scalar_t* pd = d.const_data_ptr<scalar_t>();
-        const scalar_t* pr = ref.const_data_ptr<scalar_t>();
-        scalar_t* o = out.mutable_data_ptr<scalar_t>();
-        parallel_for_boxes(n, [&](int64_t i) {
-          T delta[4], r[4], box[4];
-          load_box(pd + 4 * i, delta);
-          load_box(pr + 4 * (i / per_ref), r);
-          decode_box(delta, r, wt, cap, box);
-          store_box(box, o + 4 * i);
-        });
-      });
+  FRCNN_DISPATCH_FLOATING_TYPES(d.scalar_type(), "decode_boxes_cpu", [&] {
+    using T = at::opmath_type<scalar_t>;
+    const BoxWeights<T> wt = to_weights<T>(weights);
+    const T cap = static_cast<T>(clamp);
+    const scalar_t* pd = d.const_data_ptr<scalar_t>();
+    const scalar_t* pr = ref.const_data_ptr<scalar_t>();
+    scalar_t* o = out.mutable_data_ptr<scalar_t>();
+    parallel_for_boxes(n, [&](int64_t i) {
+      T delta[4], r[4], box[4];
+      load_box(pd + 4 * i, delta);
+      load_box(pr + 4 * (i / per_ref), r);
+      decode_box(delta, r, wt, cap, box);
+      store_box(box, o + 4 * i);
+    });
+  });
   return out;
 }
 

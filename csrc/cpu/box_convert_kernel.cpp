@@ -19,19 +19,18 @@ at::Tensor box_convert_cpu(
   if (n == 0) {
     return out;
   }
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, b.scalar_type(), "box_convert_cpu", [&] {
-        using T = at::opmath_type<scalar_t>;
-        const scalar_t* in = b.const_data_ptr<scalar_t>();
-        scalar_t* o = out.mutable_data_ptr<scalar_t>();
-        parallel_for_boxes(n, [&](int64_t i) {
-          T box[4], xyxy[4], res[4];
-          load_box(in + 4 * i, box);
-          to_xyxy(fmts.first, box, xyxy);
-          from_xyxy(fmts.second, xyxy, res);
-          store_box(res, o + 4 * i);
-        });
-      });
+  FRCNN_DISPATCH_FLOATING_TYPES(b.scalar_type(), "box_convert_cpu", [&] {
+    using T = at::opmath_type<scalar_t>;
+    const scalar_t* in = b.const_data_ptr<scalar_t>();
+    scalar_t* o = out.mutable_data_ptr<scalar_t>();
+    parallel_for_boxes(n, [&](int64_t i) {
+      T box[4], xyxy[4], res[4];
+      load_box(in + 4 * i, box);
+      to_xyxy(fmts.first, box, xyxy);
+      from_xyxy(fmts.second, xyxy, res);
+      store_box(res, o + 4 * i);
+    });
+  });
   return out;
 }
 

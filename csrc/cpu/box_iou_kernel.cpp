@@ -74,7 +74,7 @@ at::Tensor box_iou_cpu(const at::Tensor& boxes1, const at::Tensor& boxes2) {
   if (out.numel() == 0) {
     return out;
   }
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.scalar_type(), "box_iou_cpu", [&] {
+  FRCNN_DISPATCH_FLOATING_TYPES(a.scalar_type(), "box_iou_cpu", [&] {
     box_iou_rows(
         a.const_data_ptr<scalar_t>(), b.const_data_ptr<scalar_t>(), n, m,
         out.mutable_data_ptr<scalar_t>());
@@ -91,19 +91,18 @@ at::Tensor box_iou_aligned_cpu(const at::Tensor& boxes1, const at::Tensor& boxes
   if (n == 0) {
     return out;
   }
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, a.scalar_type(), "box_iou_aligned_cpu", [&] {
-        using T = at::opmath_type<scalar_t>;
-        const scalar_t* pa = a.const_data_ptr<scalar_t>();
-        const scalar_t* pb = b.const_data_ptr<scalar_t>();
-        scalar_t* o = out.mutable_data_ptr<scalar_t>();
-        parallel_for_boxes(n, [&](int64_t i) {
-          T ba[4], bb[4];
-          load_box(pa + 4 * i, ba);
-          load_box(pb + 4 * i, bb);
-          o[i] = static_cast<scalar_t>(box_iou(ba, bb));
-        });
-      });
+  FRCNN_DISPATCH_FLOATING_TYPES(a.scalar_type(), "box_iou_aligned_cpu", [&] {
+    using T = at::opmath_type<scalar_t>;
+    const scalar_t* pa = a.const_data_ptr<scalar_t>();
+    const scalar_t* pb = b.const_data_ptr<scalar_t>();
+    scalar_t* o = out.mutable_data_ptr<scalar_t>();
+    parallel_for_boxes(n, [&](int64_t i) {
+      T ba[4], bb[4];
+      load_box(pa + 4 * i, ba);
+      load_box(pb + 4 * i, bb);
+      o[i] = static_cast<scalar_t>(box_iou(ba, bb));
+    });
+  });
   return out;
 }
 

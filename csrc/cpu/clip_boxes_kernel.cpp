@@ -18,7 +18,7 @@ at::Tensor clip_boxes_cpu(const at::Tensor& boxes, double height, double width) 
   if (n == 0) {
     return out;
   }
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b.scalar_type(), "clip_boxes_cpu", [&] {
+  FRCNN_DISPATCH_FLOATING_TYPES(b.scalar_type(), "clip_boxes_cpu", [&] {
     using T = at::opmath_type<scalar_t>;
     const T h = static_cast<T>(height);
     const T w = static_cast<T>(width);
@@ -27,10 +27,7 @@ at::Tensor clip_boxes_cpu(const at::Tensor& boxes, double height, double width) 
     parallel_for_boxes(n, [&](int64_t i) {
       T box[4];
       load_box(in + 4 * i, box);
-      box[0] = clamp_to(box[0], T(0), w);
-      box[1] = clamp_to(box[1], T(0), h);
-      box[2] = clamp_to(box[2], T(0), w);
-      box[3] = clamp_to(box[3], T(0), h);
+      clip_box(box, h, w);
       store_box(box, o + 4 * i);
     });
   });

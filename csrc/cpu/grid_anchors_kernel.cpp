@@ -20,34 +20,30 @@ at::Tensor grid_anchors_cpu(
   if (out.numel() == 0) {
     return out;
   }
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, base.scalar_type(), "grid_anchors_cpu", [&] {
-        using T = at::opmath_type<scalar_t>;
-        const T off = static_cast<T>(offset);
-        const T sy = static_cast<T>(stride_y);
-        const T sx = static_cast<T>(stride_x);
-        const scalar_t* pb = base.const_data_ptr<scalar_t>();
-        scalar_t* o = out.mutable_data_ptr<scalar_t>();
-        // Rows of the feature map per task: kGrain anchors.
-        const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(width * num_base, 1));
-        parallel_for_work(height, grain, [&](int64_t begin, int64_t end) {
-          for (int64_t i = begin; i < end; ++i) {
-            const T cy = cell_centre(i, off, sy);
-            for (int64_t j = 0; j < width; ++j) {
-              const T cx = cell_centre(j, off, sx);
-              for (int64_t a = 0; a < num_base; ++a) {
-                T box[4];
-                load_box(pb + 4 * a, box);
-                box[0] += cx;
-                box[1] += cy;
-                box[2] += cx;
-                box[3] += cy;
-                store_box(box, o + 4 * ((i * width + j) * num_base + a));
-              }
-            }
+  FRCNN_DISPATCH_FLOATING_TYPES(base.scalar_type(), "grid_anchors_cpu", [&] {
+    using T = at::opmath_type<scalar_t>;
+    const T off = static_cast<T>(offset);
+    const T sy = static_cast<T>(stride_y);
+    const T sx = static_cast<T>(stride_x);
+    const scalar_t* pb = base.const_data_ptr<scalar_t>();
+    scalar_t* o = out.mutable_data_ptr<scalar_t>();
+    // Rows of the feature map per task: kGrain anchors.
+    const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(width * num_base, 1));
+    parallel_for_work(height, grain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const T cy = cell_centre(i, off, sy);
+        for (int64_t j = 0; j < width; ++j) {
+          const T cx = cell_centre(j, off, sx);
+          for (int64_t a = 0; a < num_base; ++a) {
+            T box[4];
+            load_box(pb + 4 * a, box);
+            shift_box(box, cx, cy);
+            store_box(box, o + 4 * ((i * width + j) * num_base + a));
           }
-        });
-      });
+        }
+      }
+    });
+  });
   return out;
 }
 

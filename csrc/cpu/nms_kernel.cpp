@@ -288,7 +288,7 @@ at::Tensor nms_impl(
   const at::Tensor s = scores.contiguous();
   const int64_t n = b.size(0);
   at::Tensor out;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b.scalar_type(), "nms_cpu", [&] {
+  FRCNN_DISPATCH_FLOATING_TYPES(b.scalar_type(), "nms_cpu", [&] {
     const std::vector<int64_t> order = rank_boxes(s.const_data_ptr<scalar_t>(), n, score_threshold);
     const std::vector<uint8_t> keep =
         keep_single(b.const_data_ptr<scalar_t>(), order, iou_threshold, limit);
@@ -305,17 +305,15 @@ at::Tensor batched_nms_impl(
   const at::Tensor g = idxs.contiguous();
   const int64_t n = b.size(0);
   at::Tensor out;
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, b.scalar_type(), "batched_nms_cpu", [&] {
-        using box_t = scalar_t;
-        const std::vector<int64_t> order =
-            rank_boxes(s.const_data_ptr<box_t>(), n, score_threshold);
-        AT_DISPATCH_INTEGRAL_TYPES(g.scalar_type(), "batched_nms_cpu_idxs", [&] {
-          const std::vector<uint8_t> keep = keep_batched(
-              b.const_data_ptr<box_t>(), g.const_data_ptr<scalar_t>(), order, iou_threshold);
-          out = collect(order, keep, b);
-        });
-      });
+  FRCNN_DISPATCH_FLOATING_TYPES(b.scalar_type(), "batched_nms_cpu", [&] {
+    using box_t = scalar_t;
+    const std::vector<int64_t> order = rank_boxes(s.const_data_ptr<box_t>(), n, score_threshold);
+    AT_DISPATCH_INTEGRAL_TYPES(g.scalar_type(), "batched_nms_cpu_idxs", [&] {
+      const std::vector<uint8_t> keep = keep_batched(
+          b.const_data_ptr<box_t>(), g.const_data_ptr<scalar_t>(), order, iou_threshold);
+      out = collect(order, keep, b);
+    });
+  });
   return out;
 }
 

@@ -65,9 +65,9 @@ at::Tensor remove_small_boxes_cpu(const at::Tensor& boxes, double min_size) {
     return at::empty({0}, b.options().dtype(at::kLong));
   }
   at::Tensor keep;
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, b.scalar_type(), "remove_small_boxes_cpu",
-      [&] { keep = compact_large_boxes(b.const_data_ptr<scalar_t>(), n, min_size); });
+  FRCNN_DISPATCH_FLOATING_TYPES(b.scalar_type(), "remove_small_boxes_cpu", [&] {
+    keep = compact_large_boxes(b.const_data_ptr<scalar_t>(), n, min_size);
+  });
   return keep;
 }
 

@@ -235,14 +235,13 @@ at::Tensor multilevel_forward(
       pooled_output(inputs_in[0], boxes, pooled_h, pooled_w, inputs_in[0].scalar_type());
   if (out.numel() == 0) return out;
   const RoiParams g = align_params(n, c, pooled_h, pooled_w, sampling_ratio, aligned, nhwc);
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, boxes.scalar_type(), "roi_align_cpu", [&] {
-        std::vector<const scalar_t*> maps;
-        for (const auto& x : inputs) maps.push_back(x.const_data_ptr<scalar_t>());
-        forward(
-            maps, info, boxes.const_data_ptr<scalar_t>(), batch, level_of, g,
-            out.mutable_data_ptr<scalar_t>());
-      });
+  FRCNN_DISPATCH_FLOATING_TYPES(boxes.scalar_type(), "roi_align_cpu", [&] {
+    std::vector<const scalar_t*> maps;
+    for (const auto& x : inputs) maps.push_back(x.const_data_ptr<scalar_t>());
+    forward(
+        maps, info, boxes.const_data_ptr<scalar_t>(), batch, level_of, g,
+        out.mutable_data_ptr<scalar_t>());
+  });
   return out;
 }
 
@@ -250,7 +249,8 @@ std::vector<at::Tensor> multilevel_backward(
     const at::Tensor& grad_in, const at::Tensor& boxes_in, const at::Tensor& levels,
     c10::ArrayRef<double> scales, int64_t pooled_h, int64_t pooled_w, int64_t batch_size,
     int64_t channels, c10::ArrayRef<int64_t> heights, c10::ArrayRef<int64_t> widths,
-    int64_t sampling_ratio, bool aligned, bool channels_last) {
+    int64_t sampling_ratio, bool aligned, bool channels_last,
+    bool /*deterministic: the CPU backward always is (see the top of this file)*/) {
   std::vector<Level> info;
   for (size_t l = 0; l < scales.size(); ++l) info.push_back({heights[l], widths[l], scales[l]});
   const at::Tensor boxes = boxes_in.contiguous();
@@ -266,7 +266,7 @@ std::vector<at::Tensor> multilevel_backward(
   if (grad.numel() > 0) {
     const RoiParams g = align_params(
         batch_size, channels, pooled_h, pooled_w, sampling_ratio, aligned, channels_last);
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "roi_align_backward_cpu", [&] {
+    FRCNN_DISPATCH_FLOATING_TYPES(dtype, "roi_align_backward_cpu", [&] {
       using G = at::opmath_type<scalar_t>;
       std::vector<G*> ptrs;
       for (auto& a : acc) ptrs.push_back(a.mutable_data_ptr<G>());
@@ -279,55 +279,15 @@ std::vector<at::Tensor> multilevel_backward(
   return acc;
 }
 
-at::Tensor roi_align_cpu(
-    const at::Tensor& input, const at::Tensor& boxes, double spatial_scale, int64_t pooled_h,
-    int64_t pooled_w, int64_t sampling_ratio, bool aligned, bool /*deterministic*/) {
-  check_roi_align_inputs(input, boxes, spatial_scale, pooled_h, pooled_w);
-  return multilevel_forward(
-      {input}, boxes, at::Tensor(), {spatial_scale}, pooled_h, pooled_w, sampling_ratio, aligned);
-}
-
-at::Tensor roi_align_backward_cpu(
-    const at::Tensor& grad, const at::Tensor& boxes, double spatial_scale, int64_t pooled_h,
-    int64_t pooled_w, int64_t batch_size, int64_t channels, int64_t height, int64_t width,
-    int64_t sampling_ratio, bool aligned, bool channels_last, bool /*deterministic*/) {
-  check_roi_align_backward_inputs(
-      grad, boxes, spatial_scale, pooled_h, pooled_w, batch_size, channels, height, width);
-  // Always deterministic on the CPU (see the top of this file).
-  return multilevel_backward(
-      grad, boxes, at::Tensor(), {spatial_scale}, pooled_h, pooled_w, batch_size, channels,
-      {height}, {width}, sampling_ratio, aligned, channels_last)[0];
-}
-
-at::Tensor multilevel_roi_align_cpu(
-    at::TensorList inputs, const at::Tensor& boxes, const at::Tensor& levels,
-    c10::ArrayRef<double> spatial_scales, int64_t pooled_h, int64_t pooled_w,
-    int64_t sampling_ratio, bool aligned, bool /*deterministic*/) {
-  check_multilevel_roi_align_inputs(inputs, boxes, levels, spatial_scales, pooled_h, pooled_w);
-  return multilevel_forward(
-      inputs, boxes, levels, spatial_scales, pooled_h, pooled_w, sampling_ratio, aligned);
-}
-
-std::vector<at::Tensor> multilevel_roi_align_backward_cpu(
-    const at::Tensor& grad, const at::Tensor& boxes, const at::Tensor& levels,
-    c10::ArrayRef<double> spatial_scales, int64_t pooled_h, int64_t pooled_w, int64_t batch_size,
-    int64_t channels, c10::ArrayRef<int64_t> heights, c10::ArrayRef<int64_t> widths,
-    int64_t sampling_ratio, bool aligned, bool channels_last, bool /*deterministic*/) {
-  check_multilevel_roi_align_backward_inputs(
-      grad, boxes, levels, spatial_scales, pooled_h, pooled_w, batch_size, channels, heights,
-      widths);
-  return multilevel_backward(
-      grad, boxes, levels, spatial_scales, pooled_h, pooled_w, batch_size, channels, heights,
-      widths, sampling_ratio, aligned, channels_last);
-}
+using Entries = RoiAlignEntries<multilevel_forward, multilevel_backward>;
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(frcnn_fast, CPU, m) {
-  m.impl("roi_align", &roi_align_cpu);
-  m.impl("_roi_align_backward", &roi_align_backward_cpu);
-  m.impl("multilevel_roi_align", &multilevel_roi_align_cpu);
-  m.impl("_multilevel_roi_align_backward", &multilevel_roi_align_backward_cpu);
+  m.impl("roi_align", &Entries::roi_align);
+  m.impl("_roi_align_backward", &Entries::roi_align_backward);
+  m.impl("multilevel_roi_align", &Entries::multilevel_roi_align);
+  m.impl("_multilevel_roi_align_backward", &Entries::multilevel_roi_align_backward);
 }
 
 }  // namespace frcnn_fast

@@ -201,42 +201,24 @@ void forward(
   const std::vector<int64_t> batch = roi_batch_indices(boxes, p.batch_size);
   if (out.numel() == 0) return;
   const bool small_plane = p.height * p.width <= std::numeric_limits<int32_t>::max();
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, input.scalar_type(), "roi_pool_cpu", [&] {
-        const auto run = [&](auto index_tag, auto with_argmax) {
-          forward_nhwc<scalar_t, decltype(index_tag), decltype(with_argmax)::value>(
-              input.const_data_ptr<scalar_t>(), boxes.const_data_ptr<scalar_t>(), batch, p,
-              !p.channels_last, out.mutable_data_ptr<scalar_t>(),
-              argmax.defined() ? argmax.mutable_data_ptr<int64_t>() : nullptr);
-        };
-        if (!argmax.defined()) {
-          run(int32_t{}, std::false_type{});  // no cell index is kept: its width is moot
-        } else if (small_plane) {
-          run(int32_t{}, std::true_type{});
-        } else {
-          run(int64_t{}, std::true_type{});
-        }
-      });
+  FRCNN_DISPATCH_FLOATING_TYPES(input.scalar_type(), "roi_pool_cpu", [&] {
+    const auto run = [&](auto index_tag, auto with_argmax) {
+      forward_nhwc<scalar_t, decltype(index_tag), decltype(with_argmax)::value>(
+          input.const_data_ptr<scalar_t>(), boxes.const_data_ptr<scalar_t>(), batch, p,
+          !p.channels_last, out.mutable_data_ptr<scalar_t>(),
+          argmax.defined() ? argmax.mutable_data_ptr<int64_t>() : nullptr);
+    };
+    if (!argmax.defined()) {
+      run(int32_t{}, std::false_type{});  // no cell index is kept: its width is moot
+    } else if (small_plane) {
+      run(int32_t{}, std::true_type{});
+    } else {
+      run(int64_t{}, std::true_type{});
+    }
+  });
 }
 
-std::tuple<at::Tensor, at::Tensor> roi_pool_cpu(
-    const at::Tensor& input, const at::Tensor& boxes, double spatial_scale, int64_t pooled_h,
-    int64_t pooled_w, bool /*deterministic*/) {
-  check_roi_pool_inputs(input, boxes, spatial_scale, pooled_h, pooled_w);
-  at::Tensor out = pooled_output(input, boxes, pooled_h, pooled_w, input.scalar_type());
-  at::Tensor argmax = pooled_output(input, boxes, pooled_h, pooled_w, at::kLong);
-  forward(input, boxes, spatial_scale, pooled_h, pooled_w, out, argmax);
-  return {out, argmax};
-}
-
-at::Tensor roi_pool_inference_cpu(
-    const at::Tensor& input, const at::Tensor& boxes, double spatial_scale, int64_t pooled_h,
-    int64_t pooled_w) {
-  check_roi_pool_inputs(input, boxes, spatial_scale, pooled_h, pooled_w);
-  at::Tensor out = pooled_output(input, boxes, pooled_h, pooled_w, input.scalar_type());
-  forward(input, boxes, spatial_scale, pooled_h, pooled_w, out, at::Tensor());
-  return out;
-}
+using Entries = RoiPoolEntries<forward>;
 
 at::Tensor roi_pool_backward_cpu(
     const at::Tensor& grad_in, const at::Tensor& boxes_in, const at::Tensor& argmax_in,
@@ -254,7 +236,7 @@ at::Tensor roi_pool_backward_cpu(
     // The op gets no spatial_scale: the argmax already says where each bin's max was.
     const RoiParams p = pool_params(
         batch_size, channels, height, width, 1.0, grad.size(2), grad.size(3), channels_last);
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "roi_pool_backward_cpu", [&] {
+    FRCNN_DISPATCH_FLOATING_TYPES(dtype, "roi_pool_backward_cpu", [&] {
       using G = at::opmath_type<scalar_t>;
       backward(
           grad.const_data_ptr<scalar_t>(), argmax.const_data_ptr<int64_t>(), batch, p,
@@ -267,8 +249,8 @@ at::Tensor roi_pool_backward_cpu(
 }  // namespace
 
 TORCH_LIBRARY_IMPL(frcnn_fast, CPU, m) {
-  m.impl("roi_pool", &roi_pool_cpu);
-  m.impl("roi_pool_inference", &roi_pool_inference_cpu);
+  m.impl("roi_pool", &Entries::roi_pool);
+  m.impl("roi_pool_inference", &Entries::roi_pool_inference);
   m.impl("_roi_pool_backward", &roi_pool_backward_cpu);
 }
 

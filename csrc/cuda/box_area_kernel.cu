@@ -28,14 +28,10 @@ at::Tensor box_area_cuda(const at::Tensor& boxes) {
   const at::Tensor b = boxes.contiguous();
   at::Tensor out = at::empty(b.sizes().slice(0, b.dim() - 1), b.options());
   const int64_t n = out.numel();
-  if (n == 0) {
-    return out;
-  }
-  const cudaStream_t stream = current_stream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b.scalar_type(), "box_area_cuda", [&] {
-    FRCNN_LAUNCH(box_area_kernel<scalar_t>, blocks_for(n), kThreadsPerBlock, 0, stream)(
-        b.const_data_ptr<scalar_t>(), n, out.mutable_data_ptr<scalar_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  FRCNN_DISPATCH_FLOATING_TYPES(b.scalar_type(), "box_area_cuda", [&] {
+    FRCNN_LAUNCH_OVER(
+        n, box_area_kernel<scalar_t>, b.const_data_ptr<scalar_t>(), n,
+        out.mutable_data_ptr<scalar_t>());
   });
   return out;
 }

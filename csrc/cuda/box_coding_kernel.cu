@@ -49,18 +49,13 @@ at::Tensor encode_boxes_cuda(
   const at::Tensor tgt = target_boxes.contiguous();
   at::Tensor out = at::empty_like(ref);
   const int64_t n = ref.numel() / 4;
-  if (n == 0) {
-    return out;
-  }
-  const cudaStream_t stream = current_stream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, ref.scalar_type(), "encode_boxes_cuda", [&] {
-        using T = at::opmath_type<scalar_t>;
-        FRCNN_LAUNCH(encode_boxes_kernel<scalar_t>, blocks_for(n), kThreadsPerBlock, 0, stream)(
-            ref.const_data_ptr<scalar_t>(), tgt.const_data_ptr<scalar_t>(), n,
-            to_weights<T>(weights), out.mutable_data_ptr<scalar_t>());
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-      });
+  FRCNN_DISPATCH_FLOATING_TYPES(ref.scalar_type(), "encode_boxes_cuda", [&] {
+    using T = at::opmath_type<scalar_t>;
+    FRCNN_LAUNCH_OVER(
+        n, encode_boxes_kernel<scalar_t>, ref.const_data_ptr<scalar_t>(),
+        tgt.const_data_ptr<scalar_t>(), n, to_weights<T>(weights),
+        out.mutable_data_ptr<scalar_t>());
+  });
   return out;
 }
 
@@ -74,18 +69,13 @@ at::Tensor decode_boxes_cuda(
   at::Tensor out = at::empty_like(d);
   const int64_t per_ref = d.size(1) / 4;
   const int64_t n = d.size(0) * per_ref;
-  if (n == 0) {
-    return out;
-  }
-  const cudaStream_t stream = current_stream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, d.scalar_type(), "decode_boxes_cuda", [&] {
-        using T = at::opmath_type<scalar_t>;
-        FRCNN_LAUNCH(decode_boxes_kernel<scalar_t>, blocks_for(n), kThreadsPerBlock, 0, stream)(
-            d.const_data_ptr<scalar_t>(), ref.const_data_ptr<scalar_t>(), n, per_ref,
-            to_weights<T>(weights), static_cast<T>(clamp), out.mutable_data_ptr<scalar_t>());
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-      });
+  FRCNN_DISPATCH_FLOATING_TYPES(d.scalar_type(), "decode_boxes_cuda", [&] {
+    using T = at::opmath_type<scalar_t>;
+    FRCNN_LAUNCH_OVER(
+        n, decode_boxes_kernel<scalar_t>, d.const_data_ptr<scalar_t>(),
+        ref.const_data_ptr<scalar_t>(), n, per_ref, to_weights<T>(weights), static_cast<T>(clamp),
+        out.mutable_data_ptr<scalar_t>());
+  });
   return out;
 }
 

@@ -32,17 +32,11 @@ at::Tensor box_convert_cuda(
   const at::Tensor b = boxes.contiguous();
   at::Tensor out = at::empty_like(b);
   const int64_t n = b.numel() / 4;
-  if (n == 0) {
-    return out;
-  }
-  const cudaStream_t stream = current_stream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, b.scalar_type(), "box_convert_cuda", [&] {
-        FRCNN_LAUNCH(box_convert_kernel<scalar_t>, blocks_for(n), kThreadsPerBlock, 0, stream)(
-            b.const_data_ptr<scalar_t>(), n, fmts.first, fmts.second,
-            out.mutable_data_ptr<scalar_t>());
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-      });
+  FRCNN_DISPATCH_FLOATING_TYPES(b.scalar_type(), "box_convert_cuda", [&] {
+    FRCNN_LAUNCH_OVER(
+        n, box_convert_kernel<scalar_t>, b.const_data_ptr<scalar_t>(), n, fmts.first, fmts.second,
+        out.mutable_data_ptr<scalar_t>());
+  });
   return out;
 }
 

@@ -70,7 +70,7 @@ at::Tensor box_iou_cuda(const at::Tensor& boxes1, const at::Tensor& boxes2) {
       static_cast<unsigned int>(
           std::min<int64_t>((n + kIouBlockY - 1) / kIouBlockY, max_grid_dim())));
   const cudaStream_t stream = current_stream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.scalar_type(), "box_iou_cuda", [&] {
+  FRCNN_DISPATCH_FLOATING_TYPES(a.scalar_type(), "box_iou_cuda", [&] {
     FRCNN_LAUNCH(box_iou_kernel<scalar_t>, grid, block, 0, stream)(
         a.const_data_ptr<scalar_t>(), b.const_data_ptr<scalar_t>(), n, m,
         out.mutable_data_ptr<scalar_t>());
@@ -86,17 +86,11 @@ at::Tensor box_iou_aligned_cuda(const at::Tensor& boxes1, const at::Tensor& boxe
   const at::Tensor b = boxes2.contiguous();
   at::Tensor out = at::empty(a.sizes().slice(0, a.dim() - 1), a.options());
   const int64_t n = out.numel();
-  if (n == 0) {
-    return out;
-  }
-  const cudaStream_t stream = current_stream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, a.scalar_type(), "box_iou_aligned_cuda", [&] {
-        FRCNN_LAUNCH(box_iou_aligned_kernel<scalar_t>, blocks_for(n), kThreadsPerBlock, 0, stream)(
-            a.const_data_ptr<scalar_t>(), b.const_data_ptr<scalar_t>(), n,
-            out.mutable_data_ptr<scalar_t>());
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-      });
+  FRCNN_DISPATCH_FLOATING_TYPES(a.scalar_type(), "box_iou_aligned_cuda", [&] {
+    FRCNN_LAUNCH_OVER(
+        n, box_iou_aligned_kernel<scalar_t>, a.const_data_ptr<scalar_t>(),
+        b.const_data_ptr<scalar_t>(), n, out.mutable_data_ptr<scalar_t>());
+  });
   return out;
 }
 

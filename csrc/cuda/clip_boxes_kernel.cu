@@ -19,10 +19,7 @@ __global__ void clip_boxes_kernel(
   FRCNN_GRID_STRIDE_LOOP(i, n) {
     T box[4];
     load_box(in + 4 * i, box);
-    box[0] = clamp_to(box[0], T(0), w);
-    box[1] = clamp_to(box[1], T(0), h);
-    box[2] = clamp_to(box[2], T(0), w);
-    box[3] = clamp_to(box[3], T(0), h);
+    clip_box(box, h, w);
     store_box(box, out + 4 * i);
   }
 }
@@ -33,18 +30,12 @@ at::Tensor clip_boxes_cuda(const at::Tensor& boxes, double height, double width)
   const at::Tensor b = boxes.contiguous();
   at::Tensor out = at::empty_like(b);
   const int64_t n = b.numel() / 4;
-  if (n == 0) {
-    return out;
-  }
-  const cudaStream_t stream = current_stream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, b.scalar_type(), "clip_boxes_cuda", [&] {
-        using T = at::opmath_type<scalar_t>;
-        FRCNN_LAUNCH(clip_boxes_kernel<scalar_t>, blocks_for(n), kThreadsPerBlock, 0, stream)(
-            b.const_data_ptr<scalar_t>(), n, static_cast<T>(height), static_cast<T>(width),
-            out.mutable_data_ptr<scalar_t>());
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-      });
+  FRCNN_DISPATCH_FLOATING_TYPES(b.scalar_type(), "clip_boxes_cuda", [&] {
+    using T = at::opmath_type<scalar_t>;
+    FRCNN_LAUNCH_OVER(
+        n, clip_boxes_kernel<scalar_t>, b.const_data_ptr<scalar_t>(), n, static_cast<T>(height),
+        static_cast<T>(width), out.mutable_data_ptr<scalar_t>());
+  });
   return out;
 }
 

@@ -24,10 +24,7 @@ __global__ void grid_anchors_kernel(
     const T cy = cell_centre(cell / width, offset, stride_y);
     T box[4];
     load_box(base + 4 * a, box);
-    box[0] += cx;
-    box[1] += cy;
-    box[2] += cx;
-    box[3] += cy;
+    shift_box(box, cx, cy);
     store_box(box, out + 4 * idx);
   }
 }
@@ -41,18 +38,13 @@ at::Tensor grid_anchors_cuda(
   const int64_t num_base = base.size(0);
   const int64_t n = height * width * num_base;
   at::Tensor out = at::empty({n, 4}, base.options());
-  if (n == 0) {
-    return out;
-  }
-  const cudaStream_t stream = current_stream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, base.scalar_type(), "grid_anchors_cuda", [&] {
-        using T = at::opmath_type<scalar_t>;
-        FRCNN_LAUNCH(grid_anchors_kernel<scalar_t>, blocks_for(n), kThreadsPerBlock, 0, stream)(
-            base.const_data_ptr<scalar_t>(), num_base, width, n, static_cast<T>(offset),
-            static_cast<T>(stride_y), static_cast<T>(stride_x), out.mutable_data_ptr<scalar_t>());
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-      });
+  FRCNN_DISPATCH_FLOATING_TYPES(base.scalar_type(), "grid_anchors_cuda", [&] {
+    using T = at::opmath_type<scalar_t>;
+    FRCNN_LAUNCH_OVER(
+        n, grid_anchors_kernel<scalar_t>, base.const_data_ptr<scalar_t>(), num_base, width, n,
+        static_cast<T>(offset), static_cast<T>(stride_y), static_cast<T>(stride_x),
+        out.mutable_data_ptr<scalar_t>());
+  });
   return out;
 }
 

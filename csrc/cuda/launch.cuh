@@ -22,3 +22,16 @@ inline unsigned int blocks_for(int64_t n, int threads = kThreadsPerBlock) {
 #define FRCNN_GRID_STRIDE_LOOP(i, n)                                                     \
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
        i += static_cast<int64_t>(blockDim.x) * gridDim.x)
+
+// One checked grid-stride launch of `kernel` over n items on the current stream, none when
+// n == 0 (a grid is never empty). For the one-item-per-thread kernels, whose host side is
+// otherwise the same in every file.
+#define FRCNN_LAUNCH_OVER(n, kernel, ...)                                         \
+  do {                                                                            \
+    if ((n) > 0) {                                                                \
+      FRCNN_LAUNCH(                                                               \
+          kernel, ::frcnn_fast::blocks_for(n), ::frcnn_fast::kThreadsPerBlock, 0, \
+          ::frcnn_fast::current_stream())(__VA_ARGS__);                           \
+      C10_CUDA_KERNEL_LAUNCH_CHECK();                                             \
+    }                                                                             \
+  } while (0)

@@ -179,7 +179,7 @@ std::tuple<at::Tensor, at::Tensor> match_impl(
   }
   const int64_t* counts = in.gt_counts.defined() ? in.gt_counts.const_data_ptr<int64_t>() : nullptr;
   const cudaStream_t stream = current_stream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, gt.scalar_type(), "match_boxes", [&] {
+  FRCNN_DISPATCH_FLOATING_TYPES(gt.scalar_type(), "match_boxes", [&] {
     using T = at::opmath_type<scalar_t>;
     using Bits = typename IouBits<T>::type;
     const auto bits_dtype = sizeof(Bits) == 8 ? at::kLong : at::kInt;
@@ -212,29 +212,13 @@ std::tuple<at::Tensor, at::Tensor> match_impl(
   return {matches, max_iou};
 }
 
-std::tuple<at::Tensor, at::Tensor> match_boxes_cuda(
-    const at::Tensor& gt_boxes, const at::Tensor& anchors, double high_threshold,
-    double low_threshold, bool allow_low_quality_matches, bool validate) {
-  const MatchInputs in = check_match_boxes_inputs(
-      gt_boxes, std::nullopt, anchors, high_threshold, low_threshold, validate, false);
-  auto out = match_impl(in, high_threshold, low_threshold, allow_low_quality_matches);
-  return {std::get<0>(out).squeeze(0), std::get<1>(out).squeeze(0)};
-}
-
-std::tuple<at::Tensor, at::Tensor> match_boxes_batched_cuda(
-    const at::Tensor& gt_boxes, const std::optional<at::Tensor>& gt_counts,
-    const at::Tensor& anchors, double high_threshold, double low_threshold,
-    bool allow_low_quality_matches, bool validate) {
-  const MatchInputs in = check_match_boxes_inputs(
-      gt_boxes, gt_counts, anchors, high_threshold, low_threshold, validate, true);
-  return match_impl(in, high_threshold, low_threshold, allow_low_quality_matches);
-}
+using Entries = MatchBoxesEntries<match_impl>;
 
 }  // namespace
 
 FRCNN_CUDA_LIBRARY_IMPL(m) {
-  m.impl("match_boxes", &match_boxes_cuda);
-  m.impl("match_boxes_batched", &match_boxes_batched_cuda);
+  m.impl("match_boxes", &Entries::match_boxes);
+  m.impl("match_boxes_batched", &Entries::match_boxes_batched);
 }
 
 }  // namespace frcnn_fast

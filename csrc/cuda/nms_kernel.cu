@@ -323,7 +323,7 @@ std::tuple<at::Tensor, at::Tensor> nms_cuda_impl(
   at::Tensor keep_by_rank = at::zeros({m}, boxes.options().dtype(at::kInt));
   uint64_t* mask_ptr = reinterpret_cast<uint64_t*>(mask.mutable_data_ptr<int64_t>());
 
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, boxes.scalar_type(), "nms_cuda", [&] {
+  FRCNN_DISPATCH_FLOATING_TYPES(boxes.scalar_type(), "nms_cuda", [&] {
     using T = at::opmath_type<scalar_t>;
     const at::Tensor sorted_boxes =
         at::empty({m, 4}, boxes.options().dtype(c10::CppTypeToScalarType<T>::value));

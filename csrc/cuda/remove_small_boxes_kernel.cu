@@ -32,15 +32,12 @@ at::Tensor remove_small_boxes_cuda(const at::Tensor& boxes, double min_size) {
     return at::empty({0}, b.options().dtype(at::kLong));
   }
   at::Tensor mask = at::empty({n}, b.options().dtype(at::kBool));
-  const cudaStream_t stream = current_stream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, b.scalar_type(), "remove_small_boxes_cuda", [&] {
-        using T = at::opmath_type<scalar_t>;
-        FRCNN_LAUNCH(large_enough_kernel<scalar_t>, blocks_for(n), kThreadsPerBlock, 0, stream)(
-            b.const_data_ptr<scalar_t>(), n, static_cast<T>(min_size),
-            mask.mutable_data_ptr<bool>());
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-      });
+  FRCNN_DISPATCH_FLOATING_TYPES(b.scalar_type(), "remove_small_boxes_cuda", [&] {
+    using T = at::opmath_type<scalar_t>;
+    FRCNN_LAUNCH_OVER(
+        n, large_enough_kernel<scalar_t>, b.const_data_ptr<scalar_t>(), n, static_cast<T>(min_size),
+        mask.mutable_data_ptr<bool>());
+  });
   // The output length is data dependent: nonzero's one device-to-host sync of the count is
   // the price of a compact index tensor.
   return at::nonzero(mask).view({-1});

@@ -279,23 +279,22 @@ at::Tensor multilevel_forward_cuda(
   const at::Tensor batch = checked_batch_index(boxes, n, levels, num_levels);
   const int64_t total = out.numel();
   const cudaStream_t stream = current_stream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, boxes.scalar_type(), "roi_align_cuda", [&] {
-        LevelSet<const scalar_t*> maps{};
-        maps.count = num_levels;
-        for (int64_t l = 0; l < num_levels; ++l) {
-          maps.data[l] = inputs[l].const_data_ptr<scalar_t>();
-          maps.height[l] = inputs[l].size(2);
-          maps.width[l] = inputs[l].size(3);
-          maps.scale[l] = scales[l];
-        }
-        FRCNN_LAUNCH(
-            roi_align_forward_kernel<scalar_t>, blocks_for(total), kThreadsPerBlock, 0, stream)(
-            maps, boxes.const_data_ptr<scalar_t>(), batch.const_data_ptr<int64_t>(),
-            levels.defined() ? levels.const_data_ptr<int64_t>() : nullptr, total, p,
-            out.mutable_data_ptr<scalar_t>());
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-      });
+  FRCNN_DISPATCH_FLOATING_TYPES(boxes.scalar_type(), "roi_align_cuda", [&] {
+    LevelSet<const scalar_t*> maps{};
+    maps.count = num_levels;
+    for (int64_t l = 0; l < num_levels; ++l) {
+      maps.data[l] = inputs[l].const_data_ptr<scalar_t>();
+      maps.height[l] = inputs[l].size(2);
+      maps.width[l] = inputs[l].size(3);
+      maps.scale[l] = scales[l];
+    }
+    FRCNN_LAUNCH(
+        roi_align_forward_kernel<scalar_t>, blocks_for(total), kThreadsPerBlock, 0, stream)(
+        maps, boxes.const_data_ptr<scalar_t>(), batch.const_data_ptr<int64_t>(),
+        levels.defined() ? levels.const_data_ptr<int64_t>() : nullptr, total, p,
+        out.mutable_data_ptr<scalar_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
   return out;
 }
 
@@ -332,97 +331,57 @@ std::vector<at::Tensor> multilevel_backward_cuda(
     const bool det = deterministic || at::globalContext().deterministicAlgorithms();
     const RoiParams p = align_params(
         batch_size, channels, pooled_h, pooled_w, sampling_ratio, aligned, channels_last);
-    AT_DISPATCH_FLOATING_TYPES_AND2(
-        at::kHalf, at::kBFloat16, dtype, "roi_align_backward_cuda", [&] {
-          using G = at::opmath_type<scalar_t>;
-          LevelSet<G*> grads{};
-          grads.count = num_levels;
-          for (int64_t l = 0; l < num_levels; ++l) {
-            grads.data[l] = acc[l].mutable_data_ptr<G>();
-            grads.height[l] = heights[l];
-            grads.width[l] = widths[l];
-            grads.scale[l] = scales[l];
-          }
-          if (det) {
-            const size_t smem = sizeof(int) * static_cast<size_t>(2 * (max_h + max_w) + 4);
-            TORCH_CHECK(
-                static_cast<int64_t>(smem) <= kMaxDetSharedBytes,
-                "the deterministic RoIAlign backward supports feature maps with height + width <= ",
-                (kMaxDetSharedBytes / static_cast<int64_t>(sizeof(int)) - 4) / 2, ", got ", max_h,
-                " + ", max_w, " (use deterministic=False)");
-            const DeviceRoisByImage g = group_by_image_device(batch, batch_size);
-            const int64_t chunk = det_channel_chunk(batch_size, channels);
-            const int64_t tasks = batch_size * ((channels + chunk - 1) / chunk);
-            const unsigned int grid =
-                static_cast<unsigned int>(std::min<int64_t>(tasks, max_grid_dim()));
-            FRCNN_LAUNCH(
-                roi_align_backward_deterministic_kernel<scalar_t>, grid, kDetThreads, smem, stream)(
-                grad.const_data_ptr<scalar_t>(), grads, boxes.const_data_ptr<scalar_t>(), level_ptr,
-                g.order.const_data_ptr<int64_t>(), g.offsets.const_data_ptr<int64_t>(), p, chunk);
-            C10_CUDA_KERNEL_LAUNCH_CHECK();
-          } else {
-            const int64_t total = grad.numel();
-            FRCNN_LAUNCH(
-                roi_align_backward_atomic_kernel<scalar_t>, blocks_for(total), kThreadsPerBlock, 0,
-                stream)(
-                grad.const_data_ptr<scalar_t>(), grads, boxes.const_data_ptr<scalar_t>(),
-                batch.const_data_ptr<int64_t>(), level_ptr, total, p);
-            C10_CUDA_KERNEL_LAUNCH_CHECK();
-          }
-        });
+    FRCNN_DISPATCH_FLOATING_TYPES(dtype, "roi_align_backward_cuda", [&] {
+      using G = at::opmath_type<scalar_t>;
+      LevelSet<G*> grads{};
+      grads.count = num_levels;
+      for (int64_t l = 0; l < num_levels; ++l) {
+        grads.data[l] = acc[l].mutable_data_ptr<G>();
+        grads.height[l] = heights[l];
+        grads.width[l] = widths[l];
+        grads.scale[l] = scales[l];
+      }
+      if (det) {
+        const size_t smem = sizeof(int) * static_cast<size_t>(2 * (max_h + max_w) + 4);
+        TORCH_CHECK(
+            static_cast<int64_t>(smem) <= kMaxDetSharedBytes,
+            "the deterministic RoIAlign backward supports feature maps with height + width <= ",
+            (kMaxDetSharedBytes / static_cast<int64_t>(sizeof(int)) - 4) / 2, ", got ", max_h,
+            " + ", max_w, " (use deterministic=False)");
+        const DeviceRoisByImage g = group_by_image_device(batch, batch_size);
+        const int64_t chunk = det_channel_chunk(batch_size, channels);
+        const int64_t tasks = batch_size * ((channels + chunk - 1) / chunk);
+        const unsigned int grid =
+            static_cast<unsigned int>(std::min<int64_t>(tasks, max_grid_dim()));
+        FRCNN_LAUNCH(
+            roi_align_backward_deterministic_kernel<scalar_t>, grid, kDetThreads, smem, stream)(
+            grad.const_data_ptr<scalar_t>(), grads, boxes.const_data_ptr<scalar_t>(), level_ptr,
+            g.order.const_data_ptr<int64_t>(), g.offsets.const_data_ptr<int64_t>(), p, chunk);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      } else {
+        const int64_t total = grad.numel();
+        FRCNN_LAUNCH(
+            roi_align_backward_atomic_kernel<scalar_t>, blocks_for(total), kThreadsPerBlock, 0,
+            stream)(
+            grad.const_data_ptr<scalar_t>(), grads, boxes.const_data_ptr<scalar_t>(),
+            batch.const_data_ptr<int64_t>(), level_ptr, total, p);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      }
+    });
   }
   for (auto& a : acc) a = finish_grad_map(a, dtype);
   return acc;
 }
 
-at::Tensor roi_align_cuda(
-    const at::Tensor& input, const at::Tensor& boxes, double spatial_scale, int64_t pooled_h,
-    int64_t pooled_w, int64_t sampling_ratio, bool aligned, bool /*deterministic*/) {
-  check_roi_align_inputs(input, boxes, spatial_scale, pooled_h, pooled_w);
-  return multilevel_forward_cuda(
-      {input}, boxes, at::Tensor(), {spatial_scale}, pooled_h, pooled_w, sampling_ratio, aligned);
-}
-
-at::Tensor roi_align_backward_cuda(
-    const at::Tensor& grad, const at::Tensor& boxes, double spatial_scale, int64_t pooled_h,
-    int64_t pooled_w, int64_t batch_size, int64_t channels, int64_t height, int64_t width,
-    int64_t sampling_ratio, bool aligned, bool channels_last, bool deterministic) {
-  check_roi_align_backward_inputs(
-      grad, boxes, spatial_scale, pooled_h, pooled_w, batch_size, channels, height, width);
-  return multilevel_backward_cuda(
-      grad, boxes, at::Tensor(), {spatial_scale}, pooled_h, pooled_w, batch_size, channels,
-      {height}, {width}, sampling_ratio, aligned, channels_last, deterministic)[0];
-}
-
-at::Tensor multilevel_roi_align_cuda(
-    at::TensorList inputs, const at::Tensor& boxes, const at::Tensor& levels,
-    c10::ArrayRef<double> spatial_scales, int64_t pooled_h, int64_t pooled_w,
-    int64_t sampling_ratio, bool aligned, bool /*deterministic*/) {
-  check_multilevel_roi_align_inputs(inputs, boxes, levels, spatial_scales, pooled_h, pooled_w);
-  return multilevel_forward_cuda(
-      inputs, boxes, levels, spatial_scales, pooled_h, pooled_w, sampling_ratio, aligned);
-}
-
-std::vector<at::Tensor> multilevel_roi_align_backward_cuda(
-    const at::Tensor& grad, const at::Tensor& boxes, const at::Tensor& levels,
-    c10::ArrayRef<double> spatial_scales, int64_t pooled_h, int64_t pooled_w, int64_t batch_size,
-    int64_t channels, c10::ArrayRef<int64_t> heights, c10::ArrayRef<int64_t> widths,
-    int64_t sampling_ratio, bool aligned, bool channels_last, bool deterministic) {
-  check_multilevel_roi_align_backward_inputs(
-      grad, boxes, levels, spatial_scales, pooled_h, pooled_w, batch_size, channels, heights,
-      widths);
-  return multilevel_backward_cuda(
-      grad, boxes, levels, spatial_scales, pooled_h, pooled_w, batch_size, channels, heights,
-      widths, sampling_ratio, aligned, channels_last, deterministic);
-}
+using Entries = RoiAlignEntries<multilevel_forward_cuda, multilevel_backward_cuda>;
 
 }  // namespace
 
 FRCNN_CUDA_LIBRARY_IMPL(m) {
-  m.impl("roi_align", &roi_align_cuda);
-  m.impl("_roi_align_backward", &roi_align_backward_cuda);
-  m.impl("multilevel_roi_align", &multilevel_roi_align_cuda);
-  m.impl("_multilevel_roi_align_backward", &multilevel_roi_align_backward_cuda);
+  m.impl("roi_align", &Entries::roi_align);
+  m.impl("_roi_align_backward", &Entries::roi_align_backward);
+  m.impl("multilevel_roi_align", &Entries::multilevel_roi_align);
+  m.impl("_multilevel_roi_align_backward", &Entries::multilevel_roi_align_backward);
 }
 
 }  // namespace frcnn_fast

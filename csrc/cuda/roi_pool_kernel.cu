@@ -170,37 +170,16 @@ void forward_cuda(
   const at::Tensor batch = checked_batch_index(boxes, p.batch_size);
   const int64_t total = out.numel();
   const cudaStream_t stream = current_stream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, input.scalar_type(), "roi_pool_cuda", [&] {
-        FRCNN_LAUNCH(
-            roi_pool_forward_kernel<scalar_t>, blocks_for(total), kThreadsPerBlock, 0, stream)(
-            input.const_data_ptr<scalar_t>(), boxes.const_data_ptr<scalar_t>(),
-            batch.const_data_ptr<int64_t>(), total, p, out.mutable_data_ptr<scalar_t>(),
-            argmax.defined() ? argmax.mutable_data_ptr<int64_t>() : nullptr);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-      });
+  FRCNN_DISPATCH_FLOATING_TYPES(input.scalar_type(), "roi_pool_cuda", [&] {
+    FRCNN_LAUNCH(roi_pool_forward_kernel<scalar_t>, blocks_for(total), kThreadsPerBlock, 0, stream)(
+        input.const_data_ptr<scalar_t>(), boxes.const_data_ptr<scalar_t>(),
+        batch.const_data_ptr<int64_t>(), total, p, out.mutable_data_ptr<scalar_t>(),
+        argmax.defined() ? argmax.mutable_data_ptr<int64_t>() : nullptr);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
 }
 
-std::tuple<at::Tensor, at::Tensor> roi_pool_cuda(
-    const at::Tensor& input, const at::Tensor& boxes, double spatial_scale, int64_t pooled_h,
-    int64_t pooled_w, bool /*deterministic: the forward always is*/) {
-  check_roi_pool_inputs(input, boxes, spatial_scale, pooled_h, pooled_w);
-  const DeviceGuard guard(input.device());
-  at::Tensor out = pooled_output(input, boxes, pooled_h, pooled_w, input.scalar_type());
-  at::Tensor argmax = pooled_output(input, boxes, pooled_h, pooled_w, at::kLong);
-  forward_cuda(input, boxes, spatial_scale, pooled_h, pooled_w, out, argmax);
-  return {out, argmax};
-}
-
-at::Tensor roi_pool_inference_cuda(
-    const at::Tensor& input, const at::Tensor& boxes, double spatial_scale, int64_t pooled_h,
-    int64_t pooled_w) {
-  check_roi_pool_inputs(input, boxes, spatial_scale, pooled_h, pooled_w);
-  const DeviceGuard guard(input.device());
-  at::Tensor out = pooled_output(input, boxes, pooled_h, pooled_w, input.scalar_type());
-  forward_cuda(input, boxes, spatial_scale, pooled_h, pooled_w, out, at::Tensor());
-  return out;
-}
+using Entries = RoiPoolEntries<forward_cuda>;
 
 at::Tensor roi_pool_backward_cuda(
     const at::Tensor& grad_in, const at::Tensor& boxes_in, const at::Tensor& argmax_in,
@@ -229,7 +208,7 @@ at::Tensor roi_pool_backward_cuda(
     while (chunk > 1 && batch_size * ((channels + chunk - 1) / chunk) < 512) chunk /= 2;
     const int64_t tasks = batch_size * ((channels + chunk - 1) / chunk);
     const unsigned int grid = static_cast<unsigned int>(std::min<int64_t>(tasks, max_grid_dim()));
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "roi_pool_backward_cuda", [&] {
+    FRCNN_DISPATCH_FLOATING_TYPES(dtype, "roi_pool_backward_cuda", [&] {
       using G = at::opmath_type<scalar_t>;
       FRCNN_LAUNCH(roi_pool_backward_deterministic_kernel<scalar_t>, grid, kDetThreads, 0, stream)(
           grad.const_data_ptr<scalar_t>(), argmax.const_data_ptr<int64_t>(),
@@ -239,7 +218,7 @@ at::Tensor roi_pool_backward_cuda(
     });
   } else {
     const int64_t total = grad.numel();
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "roi_pool_backward_cuda", [&] {
+    FRCNN_DISPATCH_FLOATING_TYPES(dtype, "roi_pool_backward_cuda", [&] {
       using G = at::opmath_type<scalar_t>;
       FRCNN_LAUNCH(
           roi_pool_backward_atomic_kernel<scalar_t>, blocks_for(total), kThreadsPerBlock, 0,
@@ -255,8 +234,8 @@ at::Tensor roi_pool_backward_cuda(
 }  // namespace
 
 FRCNN_CUDA_LIBRARY_IMPL(m) {
-  m.impl("roi_pool", &roi_pool_cuda);
-  m.impl("roi_pool_inference", &roi_pool_inference_cuda);
+  m.impl("roi_pool", &Entries::roi_pool);
+  m.impl("roi_pool_inference", &Entries::roi_pool_inference);
   m.impl("_roi_pool_backward", &roi_pool_backward_cuda);
 }
 

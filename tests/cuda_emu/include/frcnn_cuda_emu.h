@@ -276,26 +276,18 @@ template <typename T>
 inline T atomicAdd(T* address, typename frcnn_emu::identity<T>::type value) {
   return frcnn_emu::atomic_rmw_cas<T>(address, &frcnn_emu::add_op<T>, value);
 }
-template <typename T>
-inline T atomicMin(T* address, typename frcnn_emu::identity<T>::type value) {
-  static_assert(std::is_integral<T>::value, "atomicMin is integer-only in CUDA");
-  return frcnn_emu::atomic_rmw_cas<T>(address, &frcnn_emu::min_op<T>, value);
-}
-template <typename T>
-inline T atomicMax(T* address, typename frcnn_emu::identity<T>::type value) {
-  static_assert(std::is_integral<T>::value, "atomicMax is integer-only in CUDA");
-  return frcnn_emu::atomic_rmw_cas<T>(address, &frcnn_emu::max_op<T>, value);
-}
-template <typename T>
-inline T atomicOr(T* address, typename frcnn_emu::identity<T>::type value) {
-  static_assert(std::is_integral<T>::value, "atomicOr is integer-only");
-  return frcnn_emu::atomic_rmw_cas<T>(address, &frcnn_emu::or_op<T>, value);
-}
-template <typename T>
-inline T atomicAnd(T* address, typename frcnn_emu::identity<T>::type value) {
-  static_assert(std::is_integral<T>::value, "atomicAnd is integer-only");
-  return frcnn_emu::atomic_rmw_cas<T>(address, &frcnn_emu::and_op<T>, value);
-}
+// CUDA has these for integer types only; so does the emulation, to catch a float use here.
+#define FRCNN_EMU_INTEGER_ATOMIC(name, op)                                       \
+  template <typename T>                                                          \
+  inline T name(T* address, typename frcnn_emu::identity<T>::type value) {       \
+    static_assert(std::is_integral<T>::value, #name " is integer-only in CUDA"); \
+    return frcnn_emu::atomic_rmw_cas<T>(address, &frcnn_emu::op<T>, value);      \
+  }
+FRCNN_EMU_INTEGER_ATOMIC(atomicMin, min_op)
+FRCNN_EMU_INTEGER_ATOMIC(atomicMax, max_op)
+FRCNN_EMU_INTEGER_ATOMIC(atomicOr, or_op)
+FRCNN_EMU_INTEGER_ATOMIC(atomicAnd, and_op)
+#undef FRCNN_EMU_INTEGER_ATOMIC
 template <typename T>
 inline T atomicExch(T* address, typename frcnn_emu::identity<T>::type value) {
   return frcnn_emu::atomic_rmw_cas<T>(address, &frcnn_emu::exch_op<T>, value);
