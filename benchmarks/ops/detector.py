@@ -117,7 +117,7 @@ def _end_to_end(patched: bool):
 
 # The features of the last images (and model) seen: the backbone takes seconds, and the checked
 # answer, the patched and the unpatched thunk all start from the same features.
-_FEATURES: Dict[str, object] = {}
+_FEATURES: Dict[object, object] = {}
 
 
 def _features(model, images: torch.Tensor):
@@ -159,15 +159,18 @@ def _post_backbone(patched: bool):
     return factory
 
 
-def _head_outputs(model, image_list, features):
+def _head_outputs(model, image_list, features, patched: bool):
     """What the RPN head and the box head compute (convolutions and linear layers, which the
-    patch does not touch), once, unpatched: ``detector_post_processing`` times the rest."""
+    patch does not touch), once: ``detector_post_processing`` times the rest. Computed with the
+    patch as the timed calls will have it: the box head's rows follow the proposals' order,
+    which differs where proposals have equal scores (torchvision does not order ties, we keep
+    them in input order)."""
     from torchvision.models.detection.rpn import concat_box_prediction_layers
 
-    cached = _FEATURES.get("heads")
+    cached = _FEATURES.get(("heads", patched))
     if cached is not None:
         return cached
-    _patch_on(False)
+    _patch_on(patched)
     rpn, roi = model.rpn, model.roi_heads
     with torch.no_grad():
         feature_list = list(features.values())
@@ -184,7 +187,7 @@ def _head_outputs(model, image_list, features):
         class_logits=class_logits,
         box_regression=box_regression,
     )
-    _FEATURES["heads"] = heads
+    _FEATURES[("heads", patched)] = heads
     return heads
 
 
@@ -192,7 +195,7 @@ def _post_processing(patched: bool):
     def factory(ctx):
         model, images = _case_model(ctx), _images(ctx)
         image_list, features = _features(model, images)
-        heads = _head_outputs(model, image_list, features)
+        heads = _head_outputs(model, image_list, features, patched)
         rpn, roi, sizes = model.rpn, model.roi_heads, image_list.image_sizes
         original_sizes = [tuple(images.shape[-2:])] * images.shape[0]
 
