@@ -68,6 +68,25 @@ def _rank(keys: Tensor) -> Tensor:
     return torch.sort(keys, dim=1, descending=True, stable=True).indices
 
 
+def _top(keys: Tensor, k: int) -> Tensor:
+    """``_rank(keys)[:, :k]`` without sorting whole rows: the k-th largest key by ``topk``, the
+    keys above it and the first tied ones in index order, then a stable sort of those k."""
+    n = keys.shape[1]
+    if k == 0 or k >= n:
+        return _rank(keys)[:, :k]
+    keys = torch.nan_to_num(keys, nan=float("-inf"))
+    kth = torch.topk(keys, k, dim=1, sorted=False).values.amin(dim=1, keepdim=True)
+    above = keys > kth
+    tied = keys == kth
+    room = k - above.sum(dim=1, keepdim=True)
+    take = above | (tied & (torch.cumsum(tied.to(torch.int64), dim=1) <= room))
+    # exactly k taken per row; the largest of (n - index) over them lists them by index
+    position = torch.arange(n, 0, -1, device=keys.device).expand_as(keys)
+    idx = torch.topk(torch.where(take, position, 0), k, dim=1).indices
+    order = torch.sort(torch.gather(keys, 1, idx), dim=1, descending=True, stable=True).indices
+    return torch.gather(idx, 1, order)
+
+
 def _clip_and_filter(boxes, logits, sizes, min_size, score_thresh):
     """Clip ``boxes[B, K, 4]`` to each image; valid = large enough and score >= score_thresh."""
     hw = torch.tensor(sizes, dtype=boxes.dtype, device=boxes.device).reshape(-1, 1, 2)
@@ -104,7 +123,7 @@ def _candidates(objectness, deltas, anchors, sizes, pre, min_size, score_thresh,
     for lvl, n in enumerate(per_level):
         k = min(pre, n)
         if order == "topk_first":
-            top = _rank(objectness[:, start : start + n])[:, :k]
+            top = _top(objectness[:, start : start + n], k)
         else:
             # survivors first (a stable sort on validity keeps the objectness order inside)
             idx = _rank(objectness[:, start : start + n])
