@@ -4,10 +4,10 @@ model as one process with the same global batch.
 Tolerance: both runs compute the same float32 arithmetic except for the order of a few sums
 (the convolutions and the box head over 2 images instead of 4, the gradient averaged across the
 processes by gloo instead of summed within one batch), which changes results by a few float32
-ulps (~1e-7 relative) per step; three SGD steps (momentum 0.9) amplify that to about 1e-6
-(measured: at most ~2e-6 on the losses, ~1e-7 on the weights' checksums). Every discrete
-decision (top-k, NMS, matching, sampling) is taken on values that agree that closely, so none
-flips on these seeds. ``rtol=1e-4`` leaves 50x margin and still fails on any real mismatch:
+ulps (~1e-7 relative) per step (measured over the three SGD steps: at most 2.2e-7 on the
+losses, 8e-11 on the weights' checksums). Every discrete decision (top-k, NMS, matching,
+sampling) is taken on values that agree that closely, so none flips on these seeds.
+``rtol=1e-4`` leaves a wide margin for other machines and still fails on any real mismatch:
 normalising each process's losses by its own counts (instead of the global batch's) or letting
 the processes draw their own images or samples moves the losses by 1e-3 to 1e-1.
 """
