@@ -110,6 +110,10 @@ class OpBench:
     # from its parameters, its float64 input arrays and the checked output (NMS keeps a number
     # of boxes only the output tells). None: the rows show no roofline fraction.
     work: Optional[Callable[[Case, Dict[str, np.ndarray], np.ndarray], Work]] = None
+    # ``memory(case, impl, threads)``: the peak memory in MB of one call above its inputs,
+    # measured where it means something (the runner's own peak is that of all it ran before:
+    # match.py measures in a fresh process). None: no peak-memory column.
+    memory: Optional[Callable[[Case, str, int], float]] = None
 
     def factory(self, kind: str) -> Optional[Callable[[Context], Thunk]]:
         return {"reference": self.reference, "frcnn": self.frcnn, "torchvision": self.torchvision}[

@@ -173,6 +173,10 @@ def table_rows(op: OpBench, results: Sequence[Result], impls: Sequence[str]) -> 
     bounded = [c for c in cols if any(r.roofline for (_, i), r in by_key.items() if i == c)]
     header = ["size"] + [f"{c} (ms)" for c in cols] + [f"{a} vs {b}" for a, b in speedups]
     header += [f"{c} of roofline" for c in bounded]
+    measured = [
+        c for c in cols if any(r.peak_mb is not None for (_, i), r in by_key.items() if i == c)
+    ]
+    header += [f"{c} peak (MB)" for c in measured]
     rows = [header]
     for case in op.cases:
         if not any((case.label, c) in by_key for c in cols):
@@ -187,6 +191,9 @@ def table_rows(op: OpBench, results: Sequence[Result], impls: Sequence[str]) -> 
         for c in bounded:
             res = by_key.get((case.label, c))
             row.append(fmt_fraction(res.roofline if res else None))
+        for c in measured:
+            res = by_key.get((case.label, c))
+            row.append("—" if res is None or res.peak_mb is None else f"{res.peak_mb:,.1f}")
         rows.append(row)
     return rows
 
@@ -233,7 +240,8 @@ LEGEND = (
     "`A vs B` = time(B) / time(A), above 1x when frcnn_fast is faster. "
     "`X of roofline` = the case's roofline bound (max of its compulsory bytes / the measured "
     "bandwidth and its flops / the measured flop rate) over X's time; `mem` or `fp` says which "
-    "bound it is held to (benchmarks/README.md)."
+    "bound it is held to (benchmarks/README.md). "
+    "`X peak (MB)`, where an op measures it: the peak memory of one call above its inputs."
 )
 
 

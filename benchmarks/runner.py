@@ -45,6 +45,7 @@ class Result:
     message: str = ""
     # bytes, flops, achieved rates, bound time and roofline fraction (roofline.row_figures)
     roofline: Optional[Dict[str, Any]] = None
+    peak_mb: Optional[float] = None  # OpBench.memory's figure, where the op declares one
 
     def as_dict(self) -> dict:
         d = {
@@ -63,6 +64,8 @@ class Result:
             d.update(self.timing.as_dict())
         if self.roofline is not None:
             d.update(self.roofline)
+        if self.peak_mb is not None:
+            d["peak_mb"] = self.peak_mb
         return d
 
 
@@ -315,6 +318,11 @@ def run(
                                     peaks.get(dev),
                                     threads,
                                 )
+                        if res.status == "ok" and time_it and op.memory and kind != "reference":
+                            try:  # a failed measurement costs the figure, not the row
+                                res.peak_mb = op.memory(case, impl, threads)
+                            except Exception:
+                                log(traceback.format_exc(limit=-3).rstrip())
                     except Exception as exc:  # report, keep going, exit non-zero at the end
                         res.status = "error"
                         res.message = f"{type(exc).__name__}: {exc}"
@@ -339,6 +347,8 @@ def _progress_line(done: int, total: int, res: Result) -> str:
     line = f"{head} {t.median_ms:>11.4f} ms  (iqr {t.iqr_ms:.4f} ms, {t.runs} runs, {t.method})"
     if res.roofline and res.roofline.get("roofline_fraction") is not None:
         line += f"  {fmt_fraction(res.roofline)} of roofline"
+    if res.peak_mb is not None:
+        line += f"  peak +{res.peak_mb:,.1f} MB"
     if res.status == "inexact":
         line += f"  [INEXACT {res.message}]"
     return line

@@ -5,6 +5,7 @@ Mirrors ``csrc/cpu/grid_anchors_kernel.cpp``: the kernel receives the base ancho
 """
 
 import math
+import numbers
 
 import numpy as np
 
@@ -26,7 +27,8 @@ def base_anchor_rows(sizes=(128, 256, 512), aspect_ratios=(0.5, 1.0, 2.0)):
     same numbers, under ``torch.compile`` too.
     """
     for name, values in (("sizes", sizes), ("aspect_ratios", aspect_ratios)):
-        if np.isscalar(values):
+        # isinstance, not np.isscalar: torch.compile traces this (base_anchors calls it)
+        if isinstance(values, (numbers.Number, str, bytes, np.generic)):
             raise TypeError(f"{name} must be a sequence of numbers, got {values!r}")
         for v in values:
             if not (v > 0 and math.isfinite(v)):

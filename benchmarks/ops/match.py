@@ -2,7 +2,9 @@
 truths: the fused ``match_boxes`` against torchvision's ``Matcher`` on ``box_iou``'s matrix.
 
 Time comes from the ordinary runner (``python -m benchmarks --ops match``). Peak memory needs
-a process of its own per measurement, so it has its own entry point::
+a process of its own per measurement: the runner's rows get it from one fresh process per
+(implementation, case) (``OpBench.memory``, after the row is timed; the ``peak (MB)`` columns
+and ``peak_mb`` in the JSON), and it has its own entry point too::
 
     python -m benchmarks.ops.match --memory [--threads 2] [--gts 10,100,500,2000]
 
@@ -39,6 +41,9 @@ NUM_ANCHORS = 268_569
 THRESHOLDS = (0.7, 0.3, True)  # the RPN's high, low, allow_low_quality_matches
 GT_COUNTS = (10, 100, 500, 2000)
 TORCHVISION_MAX_GT = 500
+# one fresh-process measurement: starting Python and torch, the inputs, two calls (torchvision
+# at 500 ground truths: ~10 s on 2 loaded cores)
+MEMORY_TIMEOUT_S = 300
 
 
 def fpn_anchors() -> np.ndarray:
@@ -89,6 +94,11 @@ def _work(case, inputs, expected):
     return Work(values=4 * (g + a), flops=flops, fixed_bytes=8 * a)
 
 
+def _peak_memory(case, impl, threads):
+    """``OpBench.memory`` of the match cases: the runner's rows get the fresh-process figure."""
+    return measure_fresh(impl, case.params["g"], threads)["peak_mb"]
+
+
 def _match_bench(name, gts, description, **fields):
     register(
         OpBench(
@@ -101,6 +111,7 @@ def _match_bench(name, gts, description, **fields):
             _ours,
             compare=exact_compare,
             work=_work,
+            memory=_peak_memory,
             description=description,
             order=45,
             **fields,
@@ -169,21 +180,27 @@ def measure_child(impl: str, g: int, threads: int) -> dict:
     return dict(impl=impl, gts=g, threads=threads, peak_mb=(peak - before) / 1024, seconds=seconds)
 
 
+def measure_fresh(impl: str, g: int, threads: int, timeout: float = MEMORY_TIMEOUT_S) -> dict:
+    """``measure_child`` in a fresh Python process (at most ``timeout`` seconds)."""
+    code = (
+        "import json, sys; from benchmarks.ops.match import measure_child; "
+        f"print(json.dumps(measure_child({impl!r}, {g}, {threads})))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True,
+        timeout=timeout,
+    )  # fmt: skip
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def measure_memory(gts, threads):
     rows = []
     for g in gts:
         for impl in ("cpu", "torchvision-cpu"):
             if impl != "cpu" and g > TORCHVISION_MAX_GT:
                 continue
-            code = (
-                "import json, sys; from benchmarks.ops.match import measure_child; "
-                f"print(json.dumps(measure_child({impl!r}, {g}, {threads})))"
-            )
-            root = Path(__file__).resolve().parents[2]
-            proc = subprocess.run(
-                [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
-            )
-            row = json.loads(proc.stdout.strip().splitlines()[-1])
+            row = measure_fresh(impl, g, threads)
             print(
                 f"{impl:<16} {NUM_ANCHORS:,} x {g:>5,}: peak +{row['peak_mb']:9.1f} MB, "
                 f"{row['seconds'] * 1e3:9.1f} ms (one call)",

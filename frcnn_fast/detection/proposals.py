@@ -15,6 +15,7 @@ Ranking is a stable descending sort of the objectness logits (ties in anchor ord
 as -inf); NMS ranks by sigmoid probability with ties in candidate order (our NMS is stable).
 """
 
+import inspect
 from typing import List, Optional, Tuple
 
 import torch
@@ -22,7 +23,7 @@ from torch import Tensor
 
 from .._checks import check_number, check_tensor
 from ..ops.box_coding import decode_boxes
-from ..ops.nms import batched_nms, batched_nms_padded
+from ..ops.nms import batched_nms_padded
 from ._inputs import check_boxes, check_count, check_fraction, check_image_sizes
 
 ORDERS = ("topk_first", "filter_first")
@@ -67,6 +68,25 @@ def _rank(keys: Tensor) -> Tensor:
     return torch.sort(keys, dim=1, descending=True, stable=True).indices
 
 
+def _top(keys: Tensor, k: int) -> Tensor:
+    """``_rank(keys)[:, :k]`` without sorting whole rows: the k-th largest key by ``topk``, the
+    keys above it and the first tied ones in index order, then a stable sort of those k."""
+    n = keys.shape[1]
+    if k == 0 or k >= n:
+        return _rank(keys)[:, :k]
+    keys = torch.nan_to_num(keys, nan=float("-inf"))
+    kth = torch.topk(keys, k, dim=1, sorted=False).values.amin(dim=1, keepdim=True)
+    above = keys > kth
+    tied = keys == kth
+    room = k - above.sum(dim=1, keepdim=True)
+    take = above | (tied & (torch.cumsum(tied.to(torch.int64), dim=1) <= room))
+    # exactly k taken per row; the largest of (n - index) over them lists them by index
+    position = torch.arange(n, 0, -1, device=keys.device).expand_as(keys)
+    idx = torch.topk(torch.where(take, position, 0), k, dim=1).indices
+    order = torch.sort(torch.gather(keys, 1, idx), dim=1, descending=True, stable=True).indices
+    return torch.gather(idx, 1, order)
+
+
 def _clip_and_filter(boxes, logits, sizes, min_size, score_thresh):
     """Clip ``boxes[B, K, 4]`` to each image; valid = large enough and score >= score_thresh."""
     hw = torch.tensor(sizes, dtype=boxes.dtype, device=boxes.device).reshape(-1, 1, 2)
@@ -103,7 +123,7 @@ def _candidates(objectness, deltas, anchors, sizes, pre, min_size, score_thresh,
     for lvl, n in enumerate(per_level):
         k = min(pre, n)
         if order == "topk_first":
-            top = _rank(objectness[:, start : start + n])[:, :k]
+            top = _top(objectness[:, start : start + n], k)
         else:
             # survivors first (a stable sort on validity keeps the objectness order inside)
             idx = _rank(objectness[:, start : start + n])
@@ -142,55 +162,6 @@ def _rank_in_image(image_of: Tensor, num_images: int):
     return order, img, rank
 
 
-def generate_proposals(
-    objectness: Tensor,
-    deltas: Tensor,
-    anchors: Tensor,
-    image_sizes,
-    *,
-    pre_nms_top_n: int,
-    post_nms_top_n: int,
-    nms_thresh: float = 0.7,
-    min_size: float,
-    score_thresh: float = 0.0,
-    num_anchors_per_level: Optional[List[int]] = None,
-    order: str = "topk_first",
-) -> Tuple[List[Tensor], List[Tensor]]:
-    """Proposals of each image from the RPN's ``objectness[B, A]`` logits and ``deltas[B, A, 4]``
-    (weights 1, 1, 1, 1) on ``anchors[A, 4]`` shared by the images.
-
-    Returns a list of ``[K_b, 4]`` boxes and a list of ``[K_b]`` sigmoid scores, in decreasing
-    score. One ``batched_nms`` over all (image, level) groups; the only host sync is the one
-    that splits the result into per-image tensors (``generate_proposals_padded`` has none).
-    With ``num_anchors_per_level`` and torchvision's settings the result is torchvision's
-    ``filter_proposals``'. Zero anchors or ``post_nms_top_n=0`` give empty tensors.
-    """
-    sizes, per_level = _check_inputs(
-        objectness, deltas, anchors, image_sizes, pre_nms_top_n, post_nms_top_n, nms_thresh,
-        min_size, num_anchors_per_level, order,
-    )  # fmt: skip
-    objectness, deltas = objectness.detach(), deltas.detach()
-    b = objectness.shape[0]
-    boxes, scores, valid, level = _candidates(
-        objectness, deltas, anchors, sizes, pre_nms_top_n, min_size, score_thresh, per_level, order
-    )
-    k = boxes.shape[1]
-    flat = torch.nonzero(valid.reshape(-1)).squeeze(1)
-    image = flat // max(k, 1)
-    groups = image * len(per_level) + level.repeat(b)[flat]
-    keep = batched_nms(boxes.reshape(-1, 4)[flat], scores.reshape(-1)[flat], groups, nms_thresh)
-    order_, img, rank = _rank_in_image(image[keep], b)
-    take = rank < post_nms_top_n
-    chosen = flat[keep[order_[take]]]
-    counts = torch.zeros(b, dtype=torch.int64, device=objectness.device)
-    counts.scatter_add_(0, img[take], torch.ones_like(chosen))
-    split = counts.tolist()
-    return (
-        list(boxes.reshape(-1, 4)[chosen].split(split)),
-        list(scores.reshape(-1)[chosen].split(split)),
-    )
-
-
 def generate_proposals_padded(
     objectness: Tensor,
     deltas: Tensor,
@@ -205,9 +176,12 @@ def generate_proposals_padded(
     num_anchors_per_level: Optional[List[int]] = None,
     order: str = "topk_first",
 ) -> Tuple[Tensor, Tensor, Tensor]:
-    """``generate_proposals`` with fixed shapes and no host sync (``torch.compile``, CUDA
-    graphs): ``boxes[B, post_nms_top_n, 4]``, ``scores[B, post_nms_top_n]`` and ``counts[B]``
-    int64; row b holds its ``counts[b]`` proposals first, then zero boxes with score 0."""
+    """Proposals of each image from the RPN's ``objectness[B, A]`` logits and ``deltas[B, A, 4]``
+    (weights 1, 1, 1, 1) on ``anchors[A, 4]`` shared by the images, with fixed shapes and no
+    host sync (``torch.compile``, CUDA graphs): ``boxes[B, post_nms_top_n, 4]``,
+    ``scores[B, post_nms_top_n]`` (sigmoid) and ``counts[B]`` int64; row b holds its
+    ``counts[b]`` proposals in decreasing score, then zero boxes with score 0. One
+    ``batched_nms_padded`` over all (image, level) groups."""
     sizes, per_level = _check_inputs(
         objectness, deltas, anchors, image_sizes, pre_nms_top_n, post_nms_top_n, nms_thresh,
         min_size, num_anchors_per_level, order,
@@ -244,4 +218,32 @@ def generate_proposals_padded(
         out_boxes[:-1].reshape(b, post_nms_top_n, 4),
         out_scores[:-1].reshape(b, post_nms_top_n),
         counts,
+    )
+
+
+def _takes_the_arguments_of(padded):
+    """``generate_proposals`` shows (``help``, ``inspect.signature``) the padded form's
+    arguments, with its own return type."""
+
+    def decorate(fn):
+        fn.__signature__ = inspect.signature(padded).replace(
+            return_annotation=inspect.signature(fn).return_annotation
+        )
+        return fn
+
+    return decorate
+
+
+@_takes_the_arguments_of(generate_proposals_padded)
+def generate_proposals(*args, **kwargs) -> Tuple[List[Tensor], List[Tensor]]:
+    """``generate_proposals_padded`` (same arguments) cut to each image's count: a list of
+    ``[K_b, 4]`` boxes and a list of ``[K_b]`` sigmoid scores, in decreasing score. The cut is
+    the one host sync. With ``num_anchors_per_level`` and torchvision's settings the result is
+    torchvision's ``filter_proposals``'. Zero anchors or ``post_nms_top_n=0`` give empty
+    tensors."""
+    boxes, scores, counts = generate_proposals_padded(*args, **kwargs)
+    counts = counts.tolist()
+    return (
+        [boxes[i, :n] for i, n in enumerate(counts)],
+        [scores[i, :n] for i, n in enumerate(counts)],
     )
