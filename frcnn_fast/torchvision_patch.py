@@ -44,31 +44,17 @@ _FUNCTIONS = {
     "roi_align": roi_align,
     "roi_pool": roi_pool,
 }
+_BOX_OPS = (
+    "nms",
+    "batched_nms",
+    "box_iou",
+    "box_area",
+    "clip_boxes_to_image",
+    "remove_small_boxes",
+)
 _SITES: List[Tuple[str, Tuple[str, ...]]] = [
-    (
-        "torchvision.ops.boxes",
-        (
-            "nms",
-            "batched_nms",
-            "box_iou",
-            "box_area",
-            "clip_boxes_to_image",
-            "remove_small_boxes",
-        ),
-    ),
-    (
-        "torchvision.ops",
-        (
-            "nms",
-            "batched_nms",
-            "box_iou",
-            "box_area",
-            "clip_boxes_to_image",
-            "remove_small_boxes",
-            "roi_align",
-            "roi_pool",
-        ),
-    ),
+    ("torchvision.ops.boxes", _BOX_OPS),
+    ("torchvision.ops", (*_BOX_OPS, "roi_align", "roi_pool")),
     ("torchvision.ops.roi_align", ("roi_align",)),
     ("torchvision.ops.roi_pool", ("roi_pool",)),
     # Not poolers' box_area: only LevelMapper calls it, and TorchScript keeps a script class
