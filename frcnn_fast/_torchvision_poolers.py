@@ -14,7 +14,7 @@ import torch.fx
 from torch import Tensor
 from torchvision.ops.poolers import LevelMapper, _filter_input, _setup_scales
 
-from .ops._roi import rois_from_list
+from .ops._roi import check_boxes_per_image, rois_from_list
 
 # Leaves of torch.fx traces, as in torchvision (they read tensor shapes).
 torch.fx.wrap("_filter_input")
@@ -33,16 +33,7 @@ def multiscale_roi_align(
 ) -> Tensor:
     if scales is None or mapper is None:
         raise ValueError("MultiScaleRoIAlign: scales and the level mapper must be set up")
-    if len(boxes) != len(image_shapes):
-        raise ValueError(
-            f"MultiScaleRoIAlign: boxes holds {len(boxes)} per-image box tensors but image_shapes "
-            f"holds {len(image_shapes)} image sizes; they must match (one box tensor per image)"
-        )
-    if len(boxes) > x_filtered[0].shape[0]:
-        raise ValueError(
-            f"MultiScaleRoIAlign: boxes holds {len(boxes)} per-image box tensors but the feature "
-            f"maps hold {x_filtered[0].shape[0]} images"
-        )
+    check_boxes_per_image(boxes, image_shapes, x_filtered[0].shape[0], "MultiScaleRoIAlign: ")
     rois = rois_from_list(boxes)
     if len(x_filtered) == 1:
         levels = torch.zeros(rois.shape[0], dtype=torch.int64, device=rois.device)

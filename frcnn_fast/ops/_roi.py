@@ -136,3 +136,20 @@ def no_double_backward(op_name: str, public_name: str):
         )
 
     torch.library.register_autograd(op_name, backward, setup_context=setup_context)
+
+
+def check_boxes_per_image(
+    boxes: List[Tensor], image_shapes: List[Tuple[int, int]], num_images: int, owner: str = ""
+) -> None:
+    """A multi-scale pooler's per-image inputs: one box tensor per image size, and no more of
+    them than the feature maps hold images. ``owner`` prefixes the messages."""
+    if len(boxes) != len(image_shapes):
+        raise ValueError(
+            f"{owner}boxes holds {len(boxes)} per-image box tensors but image_shapes holds "
+            f"{len(image_shapes)} image sizes; they must match (one box tensor per image)"
+        )
+    if len(boxes) > num_images:
+        raise ValueError(
+            f"{owner}boxes holds {len(boxes)} per-image box tensors but the feature maps hold "
+            f"{num_images} images"
+        )

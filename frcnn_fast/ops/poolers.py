@@ -6,7 +6,7 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from ._roi import convert_boxes_to_roi_format, rois_from_list
+from ._roi import check_boxes_per_image, convert_boxes_to_roi_format, rois_from_list
 from .roi_align import multilevel_roi_align
 
 
@@ -95,16 +95,7 @@ class MultiScaleRoIAlign(nn.Module):
                 )
         if len(image_shapes) == 0:
             raise ValueError("image_shapes must hold the (height, width) of every image")
-        if len(boxes) != len(image_shapes):
-            raise ValueError(
-                f"boxes holds {len(boxes)} per-image box tensors but image_shapes holds "
-                f"{len(image_shapes)} image sizes; they must match (one box tensor per image)"
-            )
-        if len(boxes) > features[0].shape[0]:
-            raise ValueError(
-                f"boxes holds {len(boxes)} per-image box tensors but the feature maps hold "
-                f"{features[0].shape[0]} images"
-            )
+        check_boxes_per_image(boxes, image_shapes, features[0].shape[0])
         height = 0
         width = 0
         for s in image_shapes:
