@@ -65,7 +65,7 @@ _SITES: List[Tuple[str, Tuple[str, ...]]] = [
     ("torchvision.models.detection.roi_heads", ("roi_align",)),
 ]
 
-_state = {"depth": 0, "saved": None}
+_state = {"depth": 0, "saved": None, "pipeline_depth": 0, "pipeline_saved": None}
 
 
 def _module(name):
@@ -157,8 +157,31 @@ def _disable():
     _reset_torchscript_caches()
 
 
+def _enable_pipeline():
+    from . import _torchvision_pipeline
+
+    routed = _torchvision_pipeline.methods()
+    # The very objects found in each class's own __dict__ (what a subclass inherits is left
+    # alone), put back on disable.
+    _state["pipeline_saved"] = {key: key[0].__dict__[key[1]] for key in routed}
+    for (cls, name), fn in routed.items():
+        setattr(cls, name, fn)
+    _reset_torchscript_caches()
+
+
+def _disable_pipeline():
+    for (cls, name), original in _state["pipeline_saved"].items():
+        setattr(cls, name, original)
+    _state["pipeline_saved"] = None
+    _reset_torchscript_caches()
+
+
 def is_patched() -> bool:
     return _state["saved"] is not None
+
+
+def is_pipeline_patched() -> bool:
+    return _state["pipeline_saved"] is not None
 
 
 class patch_torchvision:
@@ -169,10 +192,17 @@ class patch_torchvision:
     ``.disable()``. Nesting and repeated enables are counted: the originals come back when the
     outermost user disables. Models scripted while the patch is on run our kernels scripted;
     ``torch.jit`` caches are reset at every switch so that nothing compiled before leaks through.
+
+    ``pipeline=True`` also routes ``RegionProposalNetwork.filter_proposals`` /
+    ``assign_targets_to_anchors`` and ``RoIHeads.postprocess_detections`` /
+    ``select_training_samples`` to batched versions (``frcnn_fast._torchvision_pipeline``), in
+    eager mode only: those are Python functions TorchScript cannot compile, so script a model
+    with the pipeline off. Counted apart from the plain patch, restored object for object.
     """
 
-    def __init__(self):
+    def __init__(self, pipeline: bool = False):
         self._active = False
+        self._pipeline = bool(pipeline)
 
     def enable(self) -> "patch_torchvision":
         if self._active:
@@ -180,6 +210,10 @@ class patch_torchvision:
         if _state["depth"] == 0:
             _enable()
         _state["depth"] += 1
+        if self._pipeline:
+            if _state["pipeline_depth"] == 0:
+                _enable_pipeline()
+            _state["pipeline_depth"] += 1
         self._active = True
         return self
 
@@ -187,6 +221,10 @@ class patch_torchvision:
         if not self._active:
             return
         self._active = False
+        if self._pipeline:
+            _state["pipeline_depth"] -= 1
+            if _state["pipeline_depth"] == 0:
+                _disable_pipeline()
         _state["depth"] -= 1
         if _state["depth"] == 0:
             _disable()
@@ -216,4 +254,10 @@ class count_kernels(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-__all__ = ["count_kernels", "is_patched", "patch_torchvision", "torchvision_original"]
+__all__ = [
+    "count_kernels",
+    "is_patched",
+    "is_pipeline_patched",
+    "patch_torchvision",
+    "torchvision_original",
+]

@@ -10,7 +10,9 @@ of the detections) plus the RPN and box heads' convolutions and linear layers, w
 not change and which take most of the time. ``detector_post_processing`` leaves those heads out
 too (their outputs computed once, unpatched) and times only what the patch routes, with
 torchvision's own code around it (anchors, decoding, ``filter_proposals``, ``box_roi_pool``,
-``postprocess_detections``, ``transform.postprocess``).
+``postprocess_detections``, ``transform.postprocess``). ``detector_post_backbone_pipeline`` is
+``detector_post_backbone`` with ``patch_torchvision(pipeline=True)`` (batched
+``filter_proposals`` and ``postprocess_detections``), against the same unpatched model.
 
 The patched and unpatched outputs (boxes, scores, labels) are compared once before timing;
 the unpatched model's is the expected answer (there is no NumPy twin of a detector).
@@ -61,17 +63,22 @@ def _model(kwargs: Tuple[Tuple[str, object], ...], device: str):
     return model.eval().to(device)
 
 
-def _patch_on(on: bool) -> None:
-    """Put the patch in the wanted state. Every thunk calls this first: switching costs ~0.1 s
-    (it looks for already-built detectors among all live objects), so it happens once, in the
-    checked call before timing, and never between two timed calls of one implementation."""
+def _patch_on(on, pipeline: bool = False) -> None:
+    """Put the patch in the wanted state (off, on, or on with ``pipeline=True``). Every thunk
+    calls this first: switching costs ~0.1 s (it looks for already-built detectors among all
+    live objects), so it happens once, in the checked call before timing, and never between two
+    timed calls of one implementation."""
     import frcnn_fast
 
     holder = _patch_on.__dict__
-    if on and not frcnn_fast.is_patched():
-        holder["patch"] = frcnn_fast.patch_torchvision().enable()
-    elif not on and holder.get("patch") is not None:
+    want = (pipeline,) if on else None
+    if holder.get("state") == want:
+        return
+    if holder.get("patch") is not None:
         holder.pop("patch").disable()
+    if on:
+        holder["patch"] = frcnn_fast.patch_torchvision(pipeline=pipeline).enable()
+    holder["state"] = want
 
 
 def _images(ctx) -> torch.Tensor:
@@ -139,14 +146,14 @@ def _features(model, images: torch.Tensor):
     return _FEATURES["image_list"], _FEATURES["features"]
 
 
-def _post_backbone(patched: bool):
+def _post_backbone(patched: bool, pipeline: bool = False):
     def factory(ctx):
         model, images = _case_model(ctx), _images(ctx)
         image_list, features = _features(model, images)
         original_sizes = [tuple(images.shape[-2:])] * images.shape[0]
 
         def run():
-            _patch_on(patched)
+            _patch_on(patched, pipeline)
             with torch.no_grad():
                 proposals, _ = model.rpn(image_list, features)
                 detections, _ = model.roi_heads(features, proposals, image_list.image_sizes)
@@ -306,6 +313,15 @@ OPS = {
         order=901,
         **_COMMON,
     ),
+    "detector_post_backbone_pipeline": OpBench(
+        name="detector_post_backbone_pipeline",
+        frcnn=_post_backbone(True, pipeline=True),
+        torchvision=_post_backbone(False),
+        trusted=_trusted(_post_backbone),
+        description="the same with patch_torchvision(pipeline=True): batched filter_proposals and postprocess_detections",
+        order=903,
+        **_COMMON,
+    ),
     "detector_post_processing": OpBench(
         name="detector_post_processing",
         frcnn=_post_processing(True),
@@ -321,7 +337,12 @@ OPS = {
 def interleaved(
     repeats: int,
     threads: int,
-    parts=("detector_post_processing", "detector_post_backbone", "detector"),
+    parts=(
+        "detector_post_processing",
+        "detector_post_backbone",
+        "detector_post_backbone_pipeline",
+        "detector",
+    ),
 ):
     """Alternate patched and unpatched calls (AB, BA, AB, ...) after one checked call of each;
     returns ``{op: (patched seconds list, unpatched seconds list)}``."""
@@ -344,7 +365,7 @@ def interleaved(
         times = ([], [])
         for r in range(repeats):
             for which in (0, 1) if r % 2 == 0 else (1, 0):
-                _patch_on(which == 0)  # outside the timed region
+                _patch_on(which == 0, name.endswith("_pipeline"))  # outside the timed region
                 fn = (ours, theirs)[which]
                 start = timeit.default_timer()
                 fn()
@@ -360,7 +381,11 @@ def main(argv=None) -> int:
     )
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--ops", default="detector_post_processing,detector_post_backbone,detector")
+    p.add_argument(
+        "--ops",
+        default="detector_post_processing,detector_post_backbone,detector_post_backbone_pipeline,"
+        "detector",
+    )
     args = p.parse_args(argv)
     results = interleaved(args.repeats, args.threads, tuple(args.ops.split(",")))
     for name, (ours, theirs) in results.items():
