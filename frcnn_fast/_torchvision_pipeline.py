@@ -24,9 +24,9 @@ import torch
 from torch import Tensor
 
 from .detection.proposal_targets import proposal_targets
-from .detection.proposals import _clip_and_filter, _rank_in_image, _top
+from .detection.proposals import _clip_and_filter, _nms_and_keep_top, _rank_in_image, _top
 from .ops.match import match_boxes, match_boxes_batched
-from .ops.nms import batched_nms, batched_nms_padded
+from .ops.nms import batched_nms
 
 
 def _cut(counts: Tensor, *tensors: Tensor):
@@ -55,31 +55,10 @@ def filter_proposals(
     boxes, scores, valid = _clip_and_filter(
         boxes, torch.gather(objectness, 1, idx), sizes, self.min_size, self.score_thresh
     )
-    k = boxes.shape[1]
-    groups = torch.arange(b, device=device).repeat_interleave(k) * len(num_anchors_per_level)
-    groups = groups + level.repeat(b)
-    nms_scores = torch.where(valid, scores, float("-inf")).reshape(-1)
-    keep, _ = batched_nms_padded(
-        boxes.reshape(-1, 4), nms_scores, groups, self.nms_thresh, b * k, float("-inf")
+    boxes, scores, counts = _nms_and_keep_top(
+        boxes, scores, valid, level, len(num_anchors_per_level), self.nms_thresh, post
     )
-    image = torch.where(keep >= 0, keep // max(k, 1), b)
-    order, img, rank = _rank_in_image(image, b)
-    src = keep[order]
-    ok = (img < b) & (rank < post)
-    # (image, rank) -> slot of a [B * post + 1] buffer whose last slot takes what is dropped
-    slot = torch.where(ok, img * post + rank, b * post)
-    src = torch.where(ok, src, 0)
-    out_boxes = boxes.new_zeros((b * post + 1, 4))
-    out_scores = scores.new_zeros((b * post + 1,))
-    if b * k:
-        out_boxes = out_boxes.index_copy(0, slot, boxes.reshape(-1, 4)[src])
-        out_scores = out_scores.index_copy(0, slot, scores.reshape(-1)[src])
-    counts = torch.zeros(b + 1, dtype=torch.int64, device=device)
-    counts = counts.scatter_add(0, torch.where(ok, img, b), ok.to(torch.int64))[:b]
-    boxes_out, scores_out = _cut(
-        counts, out_boxes[:-1].reshape(b, post, 4), out_scores[:-1].reshape(b, post)
-    )
-    return boxes_out, scores_out
+    return _cut(counts, boxes, scores)
 
 
 def postprocess_detections(
@@ -144,7 +123,7 @@ def assign_targets_to_anchors(
         matches = [match_boxes(g, a, *args)[0] for g, a in zip(gts, anchors)]
     labels, matched = [], []
     padded = _pad(gts)
-    for i, a in enumerate(anchors):
+    for i in range(len(anchors)):
         m = matches[i]
         lbl = (m >= 0).to(torch.float32)
         lbl = torch.where(m == -2, -1.0, lbl)  # between the thresholds: ignored

@@ -187,15 +187,31 @@ def generate_proposals_padded(
         min_size, num_anchors_per_level, order,
     )  # fmt: skip
     objectness, deltas = objectness.detach(), deltas.detach()
-    b = objectness.shape[0]
     boxes, scores, valid, level = _candidates(
         objectness, deltas, anchors, sizes, pre_nms_top_n, min_size, score_thresh, per_level, order
     )
-    k = boxes.shape[1]
+    return _nms_and_keep_top(
+        boxes, scores, valid, level, len(per_level), nms_thresh, post_nms_top_n
+    )
+
+
+def _nms_and_keep_top(
+    boxes: Tensor,
+    scores: Tensor,
+    valid: Tensor,
+    level: Tensor,
+    num_levels: int,
+    nms_thresh: float,
+    post_nms_top_n: int,
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """NMS within each (image, level) group of the candidates ``boxes[B, K, 4]`` (``valid`` ones
+    only; ``level[K]``), then each image's best ``post_nms_top_n``: padded boxes, scores and
+    counts as ``generate_proposals_padded`` returns them. One ``batched_nms_padded``, no sync."""
+    b, k = boxes.shape[0], boxes.shape[1]
     n = b * k
     # invalid candidates get score -inf, which the score_threshold -inf leaves out of NMS
     nms_scores = torch.where(valid, scores, float("-inf")).reshape(-1)
-    groups = torch.arange(b, device=boxes.device).repeat_interleave(k) * len(per_level)
+    groups = torch.arange(b, device=boxes.device).repeat_interleave(k) * num_levels
     groups = groups + level.repeat(b)
     keep, _ = batched_nms_padded(
         boxes.reshape(-1, 4), nms_scores, groups, nms_thresh, n, float("-inf")
