@@ -24,8 +24,11 @@
 // contributions in one fixed order, so the result is the same bits for any thread count and
 // run, without atomics or per-RoI gradient buffers.
 //
-// NCHW inputs walk one channel plane at a time; channels-last inputs (NHWC) apply each
-// sample to a contiguous run of channels, a loop that vectorises.
+// Both layouts run channels-last: a sample's weights are the same for every channel, so each
+// sample is applied to a contiguous run of channels, a loop that vectorises. An NCHW input is
+// copied to channels-last once (the map is small next to the pooled output), its output
+// written through a per-RoI transpose tile, its gradient summed channels-last and converted
+// once. Per element, each layout keeps the operation order of its CUDA kernel.
 
 namespace frcnn_fast {
 namespace {
@@ -93,6 +96,34 @@ void build_table(
   }
 }
 
+// One bin of one RoI for every channel of a channels-last image, in the NCHW kernels' order
+// of operations: the sum adds each sample's weighted sum of its four neighbours (NHWC adds
+// the neighbours one at a time), so an NCHW input pooled here gives the per-plane loop's
+// bits. The loop over contiguous channels vectorises (a sample's weights are the same for
+// every channel).
+template <typename G, typename scalar_t>
+inline void grouped_bin_sums(
+    const scalar_t* image, int64_t c_n, const int64_t* off, const G* wt, int64_t s0, int64_t s1,
+    G* __restrict a) {
+  for (int64_t c = 0; c < c_n; ++c) a[c] = G(0);
+  for (int64_t s = s0; s < s1; ++s) {
+    const int64_t* q = off + 4 * s;
+    const G* w = wt + 4 * s;
+    const scalar_t* __restrict x0 = image + q[0] * c_n;
+    const scalar_t* __restrict x1 = image + q[1] * c_n;
+    const scalar_t* __restrict x2 = image + q[2] * c_n;
+    const scalar_t* __restrict x3 = image + q[3] * c_n;
+    const G w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+    for (int64_t c = 0; c < c_n; ++c) {
+      a[c] += w0 * static_cast<G>(x0[c]) + w1 * static_cast<G>(x1[c]) + w2 * static_cast<G>(x2[c]) +
+          w3 * static_cast<G>(x3[c]);
+    }
+  }
+}
+
+// `maps` are channels-last whatever the input's layout (an NCHW input is copied once: 10 MB
+// for a VGG conv5 map, small next to the K*C*PH*PW output). `nchw_out`: the output is NCHW,
+// each RoI's [bin][channel] results go through a cache-sized tile and are written transposed.
 template <typename scalar_t>
 void forward(
     const std::vector<const scalar_t*>& maps, const std::vector<Level>& levels_info,
@@ -102,10 +133,10 @@ void forward(
   const int64_t k_total = static_cast<int64_t>(batch_index.size());
   const int64_t c_n = g.channels;
   const int64_t bins = g.bins();
-  const bool channels_last = g.channels_last;
+  const bool nchw_out = !g.channels_last;
   parallel_for_work(k_total, forward_grain(c_n, bins), [&](int64_t k0, int64_t k1) {
     SampleTable<G> t;
-    std::vector<G> acc(channels_last ? c_n : 0);
+    std::vector<G> tile(nchw_out ? bins * c_n : c_n);
     for (int64_t k = k0; k < k1; ++k) {
       const int64_t l = level_of.empty() ? 0 : level_of[k];
       const Level& lv = levels_info[l];
@@ -114,23 +145,17 @@ void forward(
       const scalar_t* image = maps[l] + batch_index[k] * c_n * plane;
       const int64_t* off = t.offset.data();
       const G* wt = t.weight.data();
-      if (!channels_last) {
-        for (int64_t c = 0; c < c_n; ++c) {
-          const scalar_t* x = image + c * plane;
-          scalar_t* o = out + (k * c_n + c) * bins;
-          for (int64_t b = 0; b < bins; ++b) {
-            G sum = G(0);
-            for (int64_t s = t.begin(b); s < t.bin_end[b]; ++s) {
-              const int64_t* q = off + 4 * s;
-              const G* w = wt + 4 * s;
-              sum += w[0] * static_cast<G>(x[q[0]]) + w[1] * static_cast<G>(x[q[1]]) +
-                  w[2] * static_cast<G>(x[q[2]]) + w[3] * static_cast<G>(x[q[3]]);
-            }
-            o[b] = static_cast<scalar_t>(sum / t.count);
-          }
+      if (nchw_out) {
+        for (int64_t b = 0; b < bins; ++b) {
+          grouped_bin_sums(image, c_n, off, wt, t.begin(b), t.bin_end[b], tile.data() + b * c_n);
         }
+        scalar_t* __restrict o = out + k * c_n * bins;
+        const G* __restrict a = tile.data();
+        for (int64_t c = 0; c < c_n; ++c)
+          for (int64_t b = 0; b < bins; ++b)
+            o[c * bins + b] = static_cast<scalar_t>(a[b * c_n + c] / t.count);
       } else {
-        G* __restrict a = acc.data();
+        G* __restrict a = tile.data();
         for (int64_t b = 0; b < bins; ++b) {
           for (int64_t c = 0; c < c_n; ++c) a[c] = G(0);
           for (int64_t s = t.begin(b); s < t.bin_end[b]; ++s) {
@@ -148,7 +173,9 @@ void forward(
   });
 }
 
-// grads[l] (accumulation type, zeroed, in the input's layout) += the RoIs' contributions.
+// grads[l] (accumulation type, zeroed, channels-last whatever the layout) += the RoIs'
+// contributions. Each gradient cell sums its contributions in (RoI, bin, sample, neighbour)
+// order in either layout, the order of the per-plane NCHW loop this replaced.
 template <typename scalar_t>
 void backward(
     const scalar_t* grad, const std::vector<at::opmath_type<scalar_t>*>& grads,
@@ -166,11 +193,13 @@ void backward(
       backward_grain(static_cast<int64_t>(batch_index.size()), g.batch_size, bins, block);
   parallel_for_work(g.batch_size * blocks, grain, [&](int64_t t0, int64_t t1) {
     SampleTable<G> t;
-    std::vector<G> gbin(block);
+    // One RoI's output gradient for the task's channels, [bin][channel], divided by the count.
+    std::vector<G> gbin(bins * block);
     for (int64_t task = t0; task < t1; ++task) {
       const int64_t n = task / blocks;
       const int64_t c0 = (task % blocks) * block;
       const int64_t c1 = c0 + block < c_n ? c0 + block : c_n;
+      const int64_t width = c1 - c0;
       for (int64_t i = by_image.offsets[n]; i < by_image.offsets[n + 1]; ++i) {
         const int64_t k = by_image.order[i];
         const int64_t l = level_of.empty() ? 0 : level_of[k];
@@ -180,34 +209,25 @@ void backward(
         G* image = grads[l] + n * c_n * plane;
         const int64_t* off = t.offset.data();
         const G* wt = t.weight.data();
-        if (!channels_last) {
-          for (int64_t c = c0; c < c1; ++c) {
-            G* x = image + c * plane;
-            const scalar_t* gk = grad + (k * c_n + c) * bins;
-            for (int64_t b = 0; b < bins; ++b) {
-              const G gv = static_cast<G>(gk[b]) / t.count;
-              for (int64_t s = t.begin(b); s < t.bin_end[b]; ++s) {
-                const int64_t* q = off + 4 * s;
-                const G* w = wt + 4 * s;
-                x[q[0]] += w[0] * gv;
-                x[q[1]] += w[1] * gv;
-                x[q[2]] += w[2] * gv;
-                x[q[3]] += w[3] * gv;
-              }
-            }
-          }
-        } else {
-          const int64_t width = c1 - c0;
-          G* __restrict gb = gbin.data();
+        G* __restrict gb = gbin.data();
+        if (channels_last) {
           for (int64_t b = 0; b < bins; ++b) {
             const scalar_t* gk = grad + (k * bins + b) * c_n + c0;
-            for (int64_t c = 0; c < width; ++c) gb[c] = static_cast<G>(gk[c]) / t.count;
-            for (int64_t s = t.begin(b); s < t.bin_end[b]; ++s) {
-              for (int j = 0; j < 4; ++j) {
-                G* __restrict x = image + off[4 * s + j] * c_n + c0;
-                const G w = wt[4 * s + j];
-                for (int64_t c = 0; c < width; ++c) x[c] += w * gb[c];
-              }
+            for (int64_t c = 0; c < width; ++c) gb[b * width + c] = static_cast<G>(gk[c]) / t.count;
+          }
+        } else {
+          for (int64_t c = 0; c < width; ++c) {
+            const scalar_t* gk = grad + (k * c_n + c0 + c) * bins;
+            for (int64_t b = 0; b < bins; ++b) gb[b * width + c] = static_cast<G>(gk[b]) / t.count;
+          }
+        }
+        for (int64_t b = 0; b < bins; ++b) {
+          const G* __restrict gv = gb + b * width;
+          for (int64_t s = t.begin(b); s < t.bin_end[b]; ++s) {
+            for (int j = 0; j < 4; ++j) {
+              G* __restrict x = image + off[4 * s + j] * c_n + c0;
+              const G w = wt[4 * s + j];
+              for (int64_t c = 0; c < width; ++c) x[c] += w * gv[c];
             }
           }
         }
@@ -224,7 +244,7 @@ at::Tensor multilevel_forward(
   std::vector<at::Tensor> inputs;
   std::vector<Level> info;
   for (size_t l = 0; l < inputs_in.size(); ++l) {
-    inputs.push_back(inputs_in[l].contiguous(memory_format_of(nhwc)));
+    inputs.push_back(inputs_in[l].contiguous(at::MemoryFormat::ChannelsLast));
     info.push_back({inputs_in[l].size(2), inputs_in[l].size(3), scales[l]});
   }
   const at::Tensor boxes = boxes_in.contiguous();
@@ -261,7 +281,7 @@ std::vector<at::Tensor> multilevel_backward(
   std::vector<at::Tensor> acc;
   for (size_t l = 0; l < scales.size(); ++l) {
     acc.push_back(zeroed_grad_map(
-        {batch_size, channels, heights[l], widths[l]}, grad, memory_format_of(channels_last)));
+        {batch_size, channels, heights[l], widths[l]}, grad, at::MemoryFormat::ChannelsLast));
   }
   if (grad.numel() > 0) {
     const RoiParams g = align_params(
@@ -275,7 +295,7 @@ std::vector<at::Tensor> multilevel_backward(
           level_of, g);
     });
   }
-  for (auto& a : acc) a = finish_grad_map(a, dtype);
+  for (auto& a : acc) a = finish_grad_map(a.contiguous(memory_format_of(channels_last)), dtype);
   return acc;
 }
 
