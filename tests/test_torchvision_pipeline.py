@@ -127,7 +127,7 @@ def test_training_samples_counts_and_invariants():
     with patch_torchvision(pipeline=True):
         ours = roi.select_training_samples(proposals, gts)
     for i in range(len(gts)):
-        (b_tv, _, l_tv, r_tv), (b, m, lab, r) = ([x[i] for x in tv], [x[i] for x in ours])
+        (b_tv, _, l_tv, _), (b, m, lab, r) = ([x[i] for x in tv], [x[i] for x in ours])
         assert b.shape == b_tv.shape and lab.shape == l_tv.shape  # same counts
         assert int((lab > 0).sum()) == int((l_tv > 0).sum()) == 16
         assert b.shape[0] == 64
