@@ -22,7 +22,12 @@ SMALL = Case("2 x 3x96x128", 2, dict(images=2, height=96, width=128, model=SMALL
 
 def test_both_ops_are_registered_and_agree_with_and_without_the_patch():
     ops = {op.name: op for op in all_ops() if op.family == "detector"}
-    assert set(ops) == {"detector", "detector_post_backbone", "detector_post_processing"}
+    assert set(ops) == {
+        "detector",
+        "detector_post_backbone",
+        "detector_post_backbone_pipeline",
+        "detector_post_processing",
+    }
     small = [dataclasses.replace(op, cases=[SMALL]) for op in ops.values()]
     results = run(
         small,
