@@ -14,6 +14,7 @@ the processes draw their own samples moved the losses by 1.6e-4 to 5.5e-2 (measu
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,28 @@ ARGS = ["--steps", "3", "--size", "64", "--eval-images", "0", "--png", "", "--lr
 RTOL = 1e-4
 
 
+# The 2-process launch has hung once in about ten runs on the 2-core CI machine (a worker left
+# waiting in gloo after the other exited; not yet understood): a launch that outlives TIMEOUT is
+# killed with all its workers and tried once more. Two hangs in a row fail the test.
+TIMEOUT = 150
+ATTEMPTS = 2
+
+
+def _launch(cmd, env):
+    """(returncode, stdout, stderr), or None when the launch and its workers had to be killed."""
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return None
+    return proc.returncode, out, err
+
+
 def run(tmp_path, world):
     out = tmp_path / f"world{world}.json"
     env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
@@ -33,8 +56,14 @@ def run(tmp_path, world):
     if world > 1:
         launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world}"]
     cmd = [*launcher, str(EXAMPLE), *ARGS, "--batch", str(4 // world), "--out-json", str(out)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for _ in range(ATTEMPTS):
+        result = _launch(cmd, env)
+        if result is not None:
+            break
+    else:
+        pytest.fail(f"{ATTEMPTS} launches of {world} process(es) hung past {TIMEOUT} s each")
+    code, stdout, stderr = result
+    assert code == 0, stdout[-3000:] + stderr[-3000:]
     return json.loads(out.read_text())
 
 
