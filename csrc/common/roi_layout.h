@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include "large_output.h"
+
 // Memory layout and gradient buffers of the RoI ops, the same on CPU and CUDA.
 
 namespace frcnn_fast {
@@ -21,7 +23,7 @@ inline at::MemoryFormat memory_format_of(bool channels_last) {
 inline at::Tensor pooled_output(
     const at::Tensor& input, const at::Tensor& boxes, int64_t pooled_h, int64_t pooled_w,
     at::ScalarType dtype) {
-  return at::empty(
+  return empty_large_output(
       {boxes.size(0), input.size(1), pooled_h, pooled_w},
       input.options().dtype(dtype).memory_format(memory_format_of(use_channels_last(input))));
 }

@@ -22,7 +22,7 @@ at::Tensor box_area_cpu(const at::Tensor& boxes) {
     using T = at::opmath_type<scalar_t>;
     const scalar_t* in = b.const_data_ptr<scalar_t>();
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
-    parallel_for_boxes(n, [&](int64_t i) {
+    parallel_for_boxes(n, box_cost::kElementwise, [&](int64_t i) {
       T box[4];
       load_box(in + 4 * i, box);
       o[i] = static_cast<scalar_t>(box_area(box[0], box[1], box[2], box[3]));

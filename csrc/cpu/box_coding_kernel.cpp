@@ -27,7 +27,7 @@ at::Tensor encode_boxes_cpu(
     const scalar_t* pr = ref.const_data_ptr<scalar_t>();
     const scalar_t* pt = tgt.const_data_ptr<scalar_t>();
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
-    parallel_for_boxes(n, [&](int64_t i) {
+    parallel_for_boxes(n, box_cost::kEncode, [&](int64_t i) {
       T r[4], t[4], d[4];
       load_box(pr + 4 * i, r);
       load_box(pt + 4 * i, t);
@@ -58,7 +58,7 @@ at::Tensor decode_boxes_cpu(
     const scalar_t* pd = d.const_data_ptr<scalar_t>();
     const scalar_t* pr = ref.const_data_ptr<scalar_t>();
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
-    parallel_for_boxes(n, [&](int64_t i) {
+    parallel_for_boxes(n, box_cost::kDecode, [&](int64_t i) {
       T delta[4], r[4], box[4];
       load_box(pd + 4 * i, delta);
       load_box(pr + 4 * (i / per_ref), r);

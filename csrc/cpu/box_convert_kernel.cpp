@@ -23,7 +23,7 @@ at::Tensor box_convert_cpu(
     using T = at::opmath_type<scalar_t>;
     const scalar_t* in = b.const_data_ptr<scalar_t>();
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
-    parallel_for_boxes(n, [&](int64_t i) {
+    parallel_for_boxes(n, box_cost::kElementwise, [&](int64_t i) {
       T box[4], xyxy[4], res[4];
       load_box(in + 4 * i, box);
       to_xyxy(fmts.first, box, xyxy);

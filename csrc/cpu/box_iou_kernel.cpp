@@ -7,7 +7,7 @@
 
 #include "../box_iou.h"
 #include "../common/box_math.h"
-#include "output.h"
+#include "../common/large_output.h"
 #include "parallel.h"
 
 namespace frcnn_fast {
@@ -51,8 +51,7 @@ void box_iou_rows(const scalar_t* a, const scalar_t* b, int64_t n, int64_t m, sc
     cols.y2[j] = box[3];
     cols.area[j] = box_area(box[0], box[1], box[2], box[3]);
   }
-  // Rows per task: kGrain pairs.
-  const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(m, 1));
+  const int64_t grain = std::max<int64_t>(1, kGrain / box_cost::iou_row(m));
   parallel_for_work(n, grain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       T box[4];
@@ -96,7 +95,7 @@ at::Tensor box_iou_aligned_cpu(const at::Tensor& boxes1, const at::Tensor& boxes
     const scalar_t* pa = a.const_data_ptr<scalar_t>();
     const scalar_t* pb = b.const_data_ptr<scalar_t>();
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
-    parallel_for_boxes(n, [&](int64_t i) {
+    parallel_for_boxes(n, box_cost::kIouAligned, [&](int64_t i) {
       T ba[4], bb[4];
       load_box(pa + 4 * i, ba);
       load_box(pb + 4 * i, bb);

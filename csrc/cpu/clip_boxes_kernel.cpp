@@ -24,7 +24,7 @@ at::Tensor clip_boxes_cpu(const at::Tensor& boxes, double height, double width) 
     const T w = static_cast<T>(width);
     const scalar_t* in = b.const_data_ptr<scalar_t>();
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
-    parallel_for_boxes(n, [&](int64_t i) {
+    parallel_for_boxes(n, box_cost::kClip, [&](int64_t i) {
       T box[4];
       load_box(in + 4 * i, box);
       clip_box(box, h, w);

@@ -129,56 +129,67 @@ void forward_nhwc(
   });
 }
 
+// Strides, in elements, of the pooled gradient [K, C, PH*PW]. It is read in whichever layout
+// it comes: autograd hands a channels-last op an NCHW gradient when the next layer flattens
+// the pooled features, and a layout copy of it would cost as much as the backward itself.
+struct GradStrides {
+  int64_t roi, channel, bin;
+};
+
+// Backward: every bin's gradient goes to its argmax cell. A task owns one image's gradient
+// planes for a block of channels and visits the image's RoIs in index order, bin by bin, so
+// each cell sums its contributions in (RoI index, bin) order: the same bits for any split.
+// RoI outer: a RoI's [block, bins] slice of argmax and gradient is one contiguous run (NCHW) or
+// `bins` runs of `block` (NHWC), read streaming (see streaming_channel_block).
 template <typename scalar_t>
 void backward(
-    const scalar_t* grad, const int64_t* argmax, const std::vector<int64_t>& batch_index,
-    const RoiParams& p, at::opmath_type<scalar_t>* grad_input) {
+    const scalar_t* grad, const GradStrides& gs, const int64_t* argmax,
+    const std::vector<int64_t>& batch_index, const RoiParams& p,
+    at::opmath_type<scalar_t>* grad_input) {
   using G = at::opmath_type<scalar_t>;
   const int64_t batch_size = p.batch_size, c_n = p.channels;
   const int64_t plane = p.height * p.width, bins_n = p.bins();
   const bool channels_last = p.channels_last;
   const RoisByImage by_image = group_by_image(batch_index, batch_size);
-  const int64_t block = channel_block(c_n, batch_size);
+  const int64_t block = streaming_channel_block(c_n, batch_size);
   const int64_t blocks = (c_n + block - 1) / block;
   const int64_t grain =
       backward_grain(static_cast<int64_t>(batch_index.size()), batch_size, bins_n, block);
+  // argmax is an input of this op: checked rather than trusted.
+  const auto check_cell = [plane](int64_t a) {
+    TORCH_CHECK(a < plane, "argmax must be -1 or in [0, H*W) = [0, ", plane, "), got ", a);
+  };
   parallel_for_work(batch_size * blocks, grain, [&](int64_t t0, int64_t t1) {
     for (int64_t task = t0; task < t1; ++task) {
       const int64_t n = task / blocks;
       const int64_t c0 = (task % blocks) * block;
       const int64_t c1 = c0 + block < c_n ? c0 + block : c_n;
       G* image = grad_input + n * c_n * plane;
-      if (!channels_last) {
-        // Channel outer: each RoI's bins of one channel are contiguous in grad and argmax,
-        // and the channel's gradient plane stays in cache across the image's RoIs. Per
-        // element the order is still (RoI index, bin): the same bits as any other split.
-        for (int64_t c = c0; c < c1; ++c) {
-          G* __restrict x = image + c * plane;
-          for (int64_t i = by_image.offsets[n]; i < by_image.offsets[n + 1]; ++i) {
-            const int64_t e0 = (by_image.order[i] * c_n + c) * bins_n;
-            const int64_t* __restrict am = argmax + e0;
-            const scalar_t* __restrict gk = grad + e0;
+      for (int64_t i = by_image.offsets[n]; i < by_image.offsets[n + 1]; ++i) {
+        const int64_t k = by_image.order[i];
+        const scalar_t* gk = grad + k * gs.roi;
+        if (!channels_last) {
+          for (int64_t c = c0; c < c1; ++c) {
+            G* __restrict x = image + c * plane;
+            const int64_t* __restrict am = argmax + (k * c_n + c) * bins_n;
+            const scalar_t* __restrict gc = gk + c * gs.channel;
             for (int64_t b = 0; b < bins_n; ++b) {
               const int64_t a = am[b];
               if (a < 0) continue;
-              // argmax is an input of this op: check it rather than trust it.
-              TORCH_CHECK(
-                  a < plane, "argmax must be -1 or in [0, H*W) = [0, ", plane, "), got ", a);
-              x[a] += static_cast<G>(gk[b]);
+              check_cell(a);
+              x[a] += static_cast<G>(gc[b * gs.bin]);
             }
           }
+          continue;
         }
-        continue;
-      }
-      for (int64_t i = by_image.offsets[n]; i < by_image.offsets[n + 1]; ++i) {
-        const int64_t k = by_image.order[i];
         for (int64_t b = 0; b < bins_n; ++b) {
-          const int64_t e0 = (k * bins_n + b) * c_n;
+          const int64_t* __restrict am = argmax + (k * bins_n + b) * c_n;
+          const scalar_t* __restrict gb = gk + b * gs.bin;
           for (int64_t c = c0; c < c1; ++c) {
-            const int64_t a = argmax[e0 + c];
+            const int64_t a = am[c];
             if (a < 0) continue;
-            TORCH_CHECK(a < plane, "argmax must be -1 or in [0, H*W) = [0, ", plane, "), got ", a);
-            image[a * c_n + c] += static_cast<G>(grad[e0 + c]);
+            check_cell(a);
+            image[a * c_n + c] += static_cast<G>(gb[c * gs.channel]);
           }
         }
       }
@@ -226,7 +237,13 @@ at::Tensor roi_pool_backward_cpu(
     bool /*deterministic: the CPU backward always is*/) {
   check_roi_pool_backward_inputs(grad_in, boxes_in, argmax_in, batch_size, channels, height, width);
   const auto fmt = memory_format_of(channels_last);
-  const at::Tensor grad = grad_in.contiguous(fmt);
+  // The gradient as it comes when it is NCHW or channels-last, the argmax in the layout the
+  // forward wrote it.
+  const at::Tensor grad =
+      grad_in.is_contiguous() || grad_in.is_contiguous(at::MemoryFormat::ChannelsLast)
+      ? grad_in
+      : grad_in.contiguous(fmt);
+  const bool nchw_grad = grad.is_contiguous();
   const at::Tensor argmax = argmax_in.contiguous(fmt);
   const at::Tensor boxes = boxes_in.contiguous();
   const std::vector<int64_t> batch = roi_batch_indices(boxes, batch_size);
@@ -238,8 +255,12 @@ at::Tensor roi_pool_backward_cpu(
         batch_size, channels, height, width, 1.0, grad.size(2), grad.size(3), channels_last);
     FRCNN_DISPATCH_FLOATING_TYPES(dtype, "roi_pool_backward_cpu", [&] {
       using G = at::opmath_type<scalar_t>;
+      // From the layout, not grad.stride(): a size-1 dimension may have any stride.
+      const int64_t bins_n = p.bins();
+      const GradStrides gs = nchw_grad ? GradStrides{channels * bins_n, bins_n, 1}
+                                       : GradStrides{channels * bins_n, 1, channels};
       backward(
-          grad.const_data_ptr<scalar_t>(), argmax.const_data_ptr<int64_t>(), batch, p,
+          grad.const_data_ptr<scalar_t>(), gs, argmax.const_data_ptr<int64_t>(), batch, p,
           acc.mutable_data_ptr<G>());
     });
   }

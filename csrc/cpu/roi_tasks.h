@@ -40,6 +40,17 @@ inline int64_t channel_block(int64_t channels, int64_t batch_size) {
   return block;
 }
 
+// Channels per roi_pool backward task: as many as leave each thread two tasks. Its cost is
+// reading argmax and gradient, which stream only in long runs (a RoI's [block, bins] slice in
+// NCHW, `block` channels of each bin in NHWC); the block's gradient planes that the adds
+// scatter into stay in L2 or L3 either way. Measured here, R = 2,000 on 2x512x50x50: 52-channel
+// blocks took 2.3x (NHWC) and 1.1x (NCHW) the time of 256-channel ones.
+inline int64_t streaming_channel_block(int64_t channels, int64_t batch_size) {
+  const int64_t threads = at::get_num_threads();
+  const int64_t per_image = std::max<int64_t>(1, (2 * threads + batch_size - 1) / batch_size);
+  return std::max<int64_t>(1, (channels + per_image - 1) / per_image);
+}
+
 // Work is counted in (bin, channel) outputs or gradient cells: each is a few samples or a max
 // over a bin, a few nanoseconds, so kGrain of them make a task worth a thread wake-up. A call
 // with a few small RoIs then runs on the calling thread instead of waiting on a busy one.
