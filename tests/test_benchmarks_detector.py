@@ -5,6 +5,7 @@ and its comparison refuses detections that differ."""
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 
 import frcnn_fast
@@ -15,7 +16,13 @@ from benchmarks.runner import load_libraries, run
 # 2 images 3x96x128, resized to 128 (not 800), 100 proposals per image (not 1,000): the
 # box head's linear layers on 2,000 RoIs would take seconds.
 SMALL_MODEL = dict(
-    min_size=128, max_size=128, rpn_pre_nms_top_n_test=100, rpn_post_nms_top_n_test=100
+    min_size=128,
+    max_size=128,
+    rpn_pre_nms_top_n_test=100,
+    rpn_post_nms_top_n_test=100,
+    rpn_pre_nms_top_n_train=100,
+    rpn_post_nms_top_n_train=100,
+    box_batch_size_per_image=64,
 )
 SMALL = Case("2 x 3x96x128", 2, dict(images=2, height=96, width=128, model=SMALL_MODEL))
 
@@ -27,6 +34,8 @@ def test_both_ops_are_registered_and_agree_with_and_without_the_patch():
         "detector_post_backbone",
         "detector_post_backbone_pipeline",
         "detector_post_processing",
+        "detector_train_post_backbone",
+        "detector_train_post_backbone_pipeline",
     }
     small = [dataclasses.replace(op, cases=[SMALL]) for op in ops.values()]
     results = run(
@@ -43,8 +52,9 @@ def test_both_ops_are_registered_and_agree_with_and_without_the_patch():
     assert not frcnn_fast.is_patched()
 
 
-def test_the_patched_thunk_runs_our_kernels_and_the_other_torchvisions():
-    op = next(op for op in all_ops() if op.name == "detector_post_backbone")
+@pytest.mark.parametrize("name", ["detector_post_backbone", "detector_train_post_backbone"])
+def test_the_patched_thunk_runs_our_kernels_and_the_other_torchvisions(name):
+    op = next(op for op in all_ops() if op.name == name)
     rng = np.random.default_rng(0)
     images = torch.from_numpy(detector._inputs(SMALL, rng)["images"]).float()
     from benchmarks.registry import Context
@@ -90,3 +100,18 @@ def test_compare_detections_refuses_what_differs():
     moved = swapped.copy()
     moved[1, 5] += 1.0
     assert "has no counterpart" in compare(moved, tied, 1e-4, 6.4e-3)
+
+
+def test_compare_losses_refuses_what_differs():
+    base = np.array([0.69, 0.05, 4.5, 0.01, 3.0e-4])
+    assert detector.compare_losses(base * (1 + 1e-6), base, 1e-4, 0.0) is None
+    for i, name in enumerate(detector.LOSS_NAMES + ("|d features|^2",)):
+        other = base.copy()
+        other[i] *= 1.01
+        assert name in detector.compare_losses(other, base, 1e-4, 0.0)
+    # The pipeline's draw may differ by tens of percent, but not be lost or blow up.
+    assert detector.compare_pipeline_losses(base * 1.3, base, 1e-4, 0.0) is None
+    assert "loss_classifier" in detector.compare_pipeline_losses(
+        base * [1, 1, 3, 1, 1], base, 1e-4, 0.0
+    )
+    assert "non-finite" in detector.compare_pipeline_losses(base * np.nan, base, 1e-4, 0.0)

@@ -13,6 +13,10 @@ torchvision's own code around it (anchors, decoding, ``filter_proposals``, ``box
 ``postprocess_detections``, ``transform.postprocess``). ``detector_post_backbone_pipeline`` is
 ``detector_post_backbone`` with ``patch_torchvision(pipeline=True)`` (batched
 ``filter_proposals`` and ``postprocess_detections``), against the same unpatched model.
+``detector_train_post_backbone`` (and its ``_pipeline`` twin) is the post-backbone part of a
+training step: the RPN and the box head in training mode on cached features, with ground-truth
+boxes, their four losses summed and back-propagated to the heads' weights and to the features
+(so the box RoI pooling's backward runs too); the optimizer step is left out.
 
 The patched and unpatched outputs (boxes, scores, labels) are compared once before timing;
 the unpatched model's is the expected answer (there is no NumPy twin of a detector).
@@ -164,6 +168,88 @@ def _post_backbone(patched: bool, pipeline: bool = False):
         return run
 
     return factory
+
+
+# Ground truths of the training step: a few boxes per image, in the images' own pixels.
+GT_PER_IMAGE = 6
+
+
+def _targets(images: torch.Tensor):
+    gen = torch.Generator().manual_seed(MODEL_SEED)
+    h, w = images.shape[-2:]
+    targets = []
+    for _ in range(images.shape[0]):
+        xy = torch.rand(GT_PER_IMAGE, 2, generator=gen) * torch.tensor([w * 0.7, h * 0.7])
+        wh = (torch.rand(GT_PER_IMAGE, 2, generator=gen) * 0.25 + 0.05) * torch.tensor([w, h])
+        labels = torch.randint(1, 91, (GT_PER_IMAGE,), generator=gen)
+        targets.append(dict(boxes=torch.cat([xy, xy + wh], 1).to(images.device), labels=labels))
+    return targets
+
+
+# The RPN's and the box head's samplers draw from torch's global generator: seeded before every
+# call, the patched and the unpatched step sample the same anchors and proposals.
+TRAIN_SEED = 1
+
+
+def _train_post_backbone(patched: bool, pipeline: bool = False):
+    def factory(ctx):
+        model, images = _case_model(ctx), _images(ctx)
+        image_list, features = _features(model, images)
+        _, targets = model.transform(list(images.unbind(0)), _targets(images))
+        leaves = {k: v.detach().clone().requires_grad_(True) for k, v in features.items()}
+        heads = (model.rpn, model.roi_heads)
+
+        def run():
+            _patch_on(patched, pipeline)
+            torch.manual_seed(TRAIN_SEED)
+            model.zero_grad(set_to_none=True)
+            for leaf in leaves.values():
+                leaf.grad = None
+            for head in heads:
+                head.train()
+            try:
+                proposals, rpn_losses = model.rpn(image_list, leaves, targets)
+                _, box_losses = model.roi_heads(leaves, proposals, image_list.image_sizes, targets)
+            finally:
+                for head in heads:
+                    head.eval()
+            losses = {**rpn_losses, **box_losses}
+            sum(losses.values()).backward()
+            # The four losses, then the squared norm of the features' gradient (what the RoI
+            # pooling's and the RPN head's backward put there).
+            grad = sum(leaf.grad.double().square().sum() for leaf in leaves.values())
+            return torch.stack([losses[k].detach().double() for k in LOSS_NAMES] + [grad])
+
+        return run
+
+    return factory
+
+
+LOSS_NAMES = ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg")
+
+
+def compare_losses(actual: np.ndarray, expected: np.ndarray, rtol: float, atol: float):
+    """The same four losses and gradient norm as without the patch, to ``rtol`` (the patch
+    changes float rounding only; the samplers are seeded alike)."""
+    names = LOSS_NAMES + ("|d features|^2",)
+    bad = [
+        f"{n} {a:.6g} != {e:.6g}"
+        for n, a, e in zip(names, actual, expected)
+        if not np.isclose(a, e, rtol=max(rtol, 1e-4), atol=1e-7)
+    ]
+    return "; ".join(bad) or None
+
+
+# The batched sampler of pipeline=True draws its samples in another order than torchvision's
+# per-image loop, so the step trains on other anchors and proposals of the same kinds: its
+# losses are those of another draw, checked finite and near the unpatched ones.
+PIPELINE_LOSS_RTOL = 0.5
+
+
+def compare_pipeline_losses(actual: np.ndarray, expected: np.ndarray, rtol: float, atol: float):
+    if not np.isfinite(actual).all():
+        return f"non-finite losses {actual.tolist()}"
+    return compare_losses(actual, expected, PIPELINE_LOSS_RTOL, atol)
 
 
 def _head_outputs(model, image_list, features, patched: bool):
@@ -322,6 +408,24 @@ OPS = {
         order=903,
         **_COMMON,
     ),
+    "detector_train_post_backbone": OpBench(
+        name="detector_train_post_backbone",
+        frcnn=_train_post_backbone(True),
+        torchvision=_train_post_backbone(False),
+        trusted=_trusted(_train_post_backbone),
+        description="a training step's rpn + roi_heads, losses and backward on cached backbone features (ground truths drawn), with / without patch_torchvision()",
+        order=904,
+        **{**_COMMON, "compare": compare_losses},
+    ),
+    "detector_train_post_backbone_pipeline": OpBench(
+        name="detector_train_post_backbone_pipeline",
+        frcnn=_train_post_backbone(True, pipeline=True),
+        torchvision=_train_post_backbone(False),
+        trusted=_trusted(_train_post_backbone),
+        description="the same with patch_torchvision(pipeline=True): batched anchor and proposal targets and sampling (another draw: losses checked near)",
+        order=905,
+        **{**_COMMON, "compare": compare_pipeline_losses},
+    ),
     "detector_post_processing": OpBench(
         name="detector_post_processing",
         frcnn=_post_processing(True),
@@ -341,6 +445,8 @@ def interleaved(
         "detector_post_processing",
         "detector_post_backbone",
         "detector_post_backbone_pipeline",
+        "detector_train_post_backbone",
+        "detector_train_post_backbone_pipeline",
         "detector",
     ),
 ):
@@ -358,10 +464,10 @@ def interleaved(
         ctx = Context(case=CASE, inputs={"images": images}, device=torch.device("cpu"))
         ours, theirs = op.frcnn(ctx), op.torchvision(ctx)
         expected, actual = to_numpy(theirs()), to_numpy(ours())
-        problem = compare_detections(actual, expected, 1e-4, 1e-5 * BOX_SCALE)
+        problem = op.compare(actual, expected, 1e-4, 1e-5 * BOX_SCALE)
         if problem is not None:
             raise SystemExit(f"{name}: patched and unpatched outputs differ: {problem}")
-        print(f"{name}: {len(actual)} detections, the same with and without the patch")
+        print(f"{name}: {len(actual)} output rows, the same with and without the patch")
         times = ([], [])
         for r in range(repeats):
             for which in (0, 1) if r % 2 == 0 else (1, 0):
@@ -384,7 +490,7 @@ def main(argv=None) -> int:
     p.add_argument(
         "--ops",
         default="detector_post_processing,detector_post_backbone,detector_post_backbone_pipeline,"
-        "detector",
+        "detector_train_post_backbone,detector_train_post_backbone_pipeline,detector",
     )
     args = p.parse_args(argv)
     results = interleaved(args.repeats, args.threads, tuple(args.ops.split(",")))
