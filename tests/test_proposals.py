@@ -116,6 +116,28 @@ def test_matches_reference_and_padded(device, case):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_post_nms_cut_keeps_exactly_the_best_of_each_image(device):
+    # 40 disjoint anchors per image, all surviving NMS, distinct scores: each image keeps its
+    # own best `post`, counted `post`, in score order; a cut off by one would count post + 1
+    # or write one image's extra box into the next image's first slot.
+    post = 5
+    cells = torch.arange(40, dtype=torch.float32)
+    anchors = torch.stack([cells * 20, cells * 0, cells * 20 + 10, cells * 0 + 10], 1).to(device)
+    g = torch.Generator().manual_seed(7)
+    objectness = torch.randn((2, 40), generator=g).to(device)
+    deltas = torch.zeros((2, 40, 4), device=device)
+    kw = dict(pre_nms_top_n=40, post_nms_top_n=post, nms_thresh=0.5, min_size=1.0)
+    pb, ps, pc = generate_proposals_padded(objectness, deltas, anchors, [(20, 800)] * 2, **kw)
+    assert pc.tolist() == [post, post]
+    for b in range(2):
+        best = torch.argsort(objectness[b], descending=True)[:post]
+        assert torch.equal(pb[b], anchors[best])
+        assert torch.equal(ps[b], torch.sigmoid(objectness[b, best]))
+    boxes, _ = generate_proposals(objectness, deltas, anchors, [(20, 800)] * 2, **kw)
+    assert [x.shape[0] for x in boxes] == [post, post]
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_edge_cases(device):
     anchors, per_level = fpn_anchors(device=device)
     objectness, deltas = random_rpn_outputs(0, 2, anchors.shape[0], device=device)
