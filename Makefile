@@ -55,11 +55,19 @@ TSAN_ENV = FRCNN_CUDA_EMU_VARIANT=thread \
   LD_PRELOAD="$$($(CXX) -print-file-name=libtsan.so) $$($(CXX) -print-file-name=libstdc++.so)" \
   TSAN_OPTIONS=halt_on_error=1:report_signal_unsafe=0
 # Each half first proves that its sanitizer sees deliberately broken kernels (canaries), then
-# runs every test of the emulated CUDA kernels under it.
+# runs every test of the emulated CUDA kernels under it. The halves run side by side (one
+# pytest process each: two cores busy instead of one); each half's output is printed whole
+# when it ends (--output-sync), and either failing fails the target.
 sanitize: build
+	$(MAKE) -j2 --output-sync=target --no-print-directory sanitize-address sanitize-thread
+
+.PHONY: sanitize-address sanitize-thread
+sanitize-address:
 	$(ASAN_ENV) $(PY) -m tests.cuda_emu.build --variant address
 	$(ASAN_ENV) $(PY) -m tests.cuda_emu.canaries address
 	$(ASAN_ENV) $(SANITIZE_PROFILE) $(PY) -m pytest $(SANITIZE_TESTS) -m cuda_emu
+
+sanitize-thread:
 	$(TSAN_ENV) setarch $$(uname -m) -R $(PY) -m tests.cuda_emu.build --variant thread
 	$(TSAN_ENV) setarch $$(uname -m) -R $(PY) -m tests.cuda_emu.canaries thread
 	$(TSAN_ENV) $(SANITIZE_PROFILE) setarch $$(uname -m) -R $(PY) -m pytest $(SANITIZE_TESTS) -m "cuda_emu and not deliberate_race"
