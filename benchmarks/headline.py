@@ -1,6 +1,6 @@
 """The README's headline table: a few cases that matter in a detector, read from the committed
 runs in ``benchmarks/results/``. ``python -m benchmarks.headline`` prints it; the README holds
-that output verbatim (``tests/test_readme_headline.py`` checks), so rerun this after
+that output verbatim (``tests/test_benchmarks_cli.py`` checks), so rerun this after
 ``--update-results`` and paste."""
 
 from __future__ import annotations

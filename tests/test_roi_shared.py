@@ -5,7 +5,7 @@ refused rather than silently wrong."""
 import pytest
 import torch
 from helpers import DEVICES, DTYPES, check_result_tensor
-from roi_helpers import check_backward_deterministic
+from roi_helpers import check_backward_deterministic, make_input
 
 import frcnn_fast
 
@@ -31,6 +31,44 @@ def test_backward_deterministic(op, device, layout):
     check_backward_deterministic(
         lambda x, rois, **kw: POOLS[op](x, rois, 7, 1 / 16, **kw), device, layout, len(op)
     )
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_backward_reads_the_gradient_in_any_layout(op, device, layout):
+    """The upstream gradient comes NCHW, channels-last or as a strided view whatever the map's
+    layout (a flatten after the pooling hands back NCHW; a channels-last consumer may not):
+    every form gives the bits of the contiguous one. Shapes with no size-1 dimension, so that
+    no two layouts coincide."""
+    g = torch.Generator().manual_seed(3)
+    x = make_input(torch.randn(2, 6, 9, 11, generator=g).numpy(), torch.float32, device, layout)
+    xy = torch.rand(12, 2, generator=g) * 8
+    rois = torch.cat(
+        [
+            torch.randint(0, 2, (12, 1), generator=g),
+            xy,
+            xy + 1 + torch.rand(12, 2, generator=g) * 8,
+        ],
+        dim=1,
+    ).to(device)
+    grad = torch.randn(12, 6, 3, 4, generator=g).to(device)
+    wide = torch.zeros(12, 6, 3, 8, device=device)
+    wide[..., ::2] = grad
+    forms = {
+        "contiguous": grad,
+        "channels_last": grad.contiguous(memory_format=torch.channels_last),
+        "strided": wide[..., ::2],
+    }
+
+    def backward(gradient):
+        inp = x.detach().clone().requires_grad_()
+        return torch.autograd.grad(POOLS[op](inp, rois, (3, 4), 1.0), inp, gradient)[0]
+
+    expected = backward(forms["contiguous"])
+    assert expected.abs().sum() > 0
+    for name, gradient in forms.items():
+        assert torch.equal(backward(gradient), expected), name
 
 
 @pytest.mark.parametrize("op", OPS)
