@@ -44,7 +44,9 @@ CXX ?= g++
 # Few hypothesis examples (the 'quick' profile): the instrumented kernels run 3-10x slower, and
 # what the sanitizers look for shows on the first inputs or not at all; --durations names the
 # slowest tests, to keep the whole under 45 minutes on two cores.
-SANITIZE_TESTS ?= tests -p no:cacheprovider --durations=15
+# --capture=sys: a sanitizer's report goes to file descriptor 2 and the process ends at once
+# (halt_on_error); captured at the descriptor level, as pytest does by default, it would be lost.
+SANITIZE_TESTS ?= tests -p no:cacheprovider --durations=15 --capture=sys
 SANITIZE_PROFILE = HYPOTHESIS_PROFILE=quick
 # libstdc++ preloaded too: the sanitizers' exception interceptors must find it at start-up.
 ASAN_ENV = FRCNN_CUDA_EMU_VARIANT=address \

@@ -57,6 +57,7 @@ def test_mixed_schedule_runs_both(ext):
     assert 10 < pct < 54, pct
 
 
+@pytest.mark.deliberate_race  # the starved reader races on purpose: what makes it replayable
 def test_pct_replays_exactly(ext):
     # The same settings and launches give the same schedules (the learned step counts are
     # forgotten when the settings change), so a failing seed can be rerun.
