@@ -55,7 +55,7 @@ ASAN_ENV = FRCNN_CUDA_EMU_VARIANT=address \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 TSAN_ENV = FRCNN_CUDA_EMU_VARIANT=thread \
   LD_PRELOAD="$$($(CXX) -print-file-name=libtsan.so) $$($(CXX) -print-file-name=libstdc++.so)" \
-  TSAN_OPTIONS=halt_on_error=1:report_signal_unsafe=0
+  TSAN_OPTIONS=halt_on_error=1:report_signal_unsafe=0:suppressions=$(abspath tests/cuda_emu/tsan.supp)
 # Each half first proves that its sanitizer sees deliberately broken kernels (canaries), then
 # runs every test of the emulated CUDA kernels under it. The halves run side by side (one
 # pytest process each: two cores busy instead of one); each half's output is printed whole
