@@ -380,61 +380,67 @@ _COMMON = dict(
     atol_scale=BOX_SCALE,
     compare=compare_detections,
 )
+
+
+def _detector_op(name, part, description, order, pipeline=False, compare=compare_detections):
+    """One detector op: ``part(patched[, pipeline])`` with the patch (``pipeline`` as given)
+    against it without, checked against the unpatched answer."""
+    ours = part(True, pipeline=True) if pipeline else part(True)
+    return OpBench(
+        name=name,
+        frcnn=ours,
+        torchvision=part(False),
+        trusted=_trusted(part),
+        description=description,
+        order=order,
+        **{**_COMMON, "compare": compare},
+    )
+
+
 OPS = {
-    "detector": OpBench(
-        name="detector",
-        frcnn=_end_to_end(True),
-        torchvision=_end_to_end(False),
-        trusted=_trusted(_end_to_end),
-        description="fasterrcnn_resnet50_fpn (random weights, box_score_thresh 0) inference, end to end, with / without patch_torchvision()",
-        order=900,
-        **_COMMON,
-    ),
-    "detector_post_backbone": OpBench(
-        name="detector_post_backbone",
-        frcnn=_post_backbone(True),
-        torchvision=_post_backbone(False),
-        trusted=_trusted(_post_backbone),
-        description="its rpn + roi_heads + transform.postprocess on cached backbone features, with / without patch_torchvision()",
-        order=901,
-        **_COMMON,
-    ),
-    "detector_post_backbone_pipeline": OpBench(
-        name="detector_post_backbone_pipeline",
-        frcnn=_post_backbone(True, pipeline=True),
-        torchvision=_post_backbone(False),
-        trusted=_trusted(_post_backbone),
-        description="the same with patch_torchvision(pipeline=True): batched filter_proposals and postprocess_detections",
-        order=903,
-        **_COMMON,
-    ),
-    "detector_train_post_backbone": OpBench(
-        name="detector_train_post_backbone",
-        frcnn=_train_post_backbone(True),
-        torchvision=_train_post_backbone(False),
-        trusted=_trusted(_train_post_backbone),
-        description="a training step's rpn + roi_heads, losses and backward on cached backbone features (ground truths drawn), with / without patch_torchvision()",
-        order=904,
-        **{**_COMMON, "compare": compare_losses},
-    ),
-    "detector_train_post_backbone_pipeline": OpBench(
-        name="detector_train_post_backbone_pipeline",
-        frcnn=_train_post_backbone(True, pipeline=True),
-        torchvision=_train_post_backbone(False),
-        trusted=_trusted(_train_post_backbone),
-        description="the same with patch_torchvision(pipeline=True): batched anchor and proposal targets and sampling (another draw: losses checked near)",
-        order=905,
-        **{**_COMMON, "compare": compare_pipeline_losses},
-    ),
-    "detector_post_processing": OpBench(
-        name="detector_post_processing",
-        frcnn=_post_processing(True),
-        torchvision=_post_processing(False),
-        trusted=_trusted(_post_processing),
-        description="only what the patch routes: anchors, proposal decoding and filtering (NMS), box RoI pooling, detection post-processing (per-class NMS), on cached head outputs",
-        order=902,
-        **_COMMON,
-    ),
+    op.name: op
+    for op in [
+        _detector_op(
+            "detector",
+            _end_to_end,
+            "fasterrcnn_resnet50_fpn (random weights, box_score_thresh 0) inference, end to end, with / without patch_torchvision()",
+            900,
+        ),
+        _detector_op(
+            "detector_post_backbone",
+            _post_backbone,
+            "its rpn + roi_heads + transform.postprocess on cached backbone features, with / without patch_torchvision()",
+            901,
+        ),
+        _detector_op(
+            "detector_post_backbone_pipeline",
+            _post_backbone,
+            "the same with patch_torchvision(pipeline=True): batched filter_proposals and postprocess_detections",
+            903,
+            pipeline=True,
+        ),
+        _detector_op(
+            "detector_train_post_backbone",
+            _train_post_backbone,
+            "a training step's rpn + roi_heads, losses and backward on cached backbone features (ground truths drawn), with / without patch_torchvision()",
+            904,
+            compare=compare_losses,
+        ),
+        _detector_op(
+            "detector_train_post_backbone_pipeline",
+            _train_post_backbone,
+            "the same with patch_torchvision(pipeline=True): batched anchor and proposal targets and sampling (another draw: losses checked near)",
+            905,
+            pipeline=True,
+            compare=compare_pipeline_losses,
+        ),
+        _detector_op(
+            "detector_post_processing",
+            _post_processing,
+            "only what the patch routes: anchors, proposal decoding and filtering (NMS), box RoI pooling, detection post-processing (per-class NMS), on cached head outputs",
+            902,
+        ),
+    ]
 }
 
 
