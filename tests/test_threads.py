@@ -153,3 +153,17 @@ def test_four_threads_at_once_match_one(name):
         assert len(calls) == CALLS_PER_THREAD
         for call, got in enumerate(calls):
             assert _same(got, expected), f"thread {slot}, call {call}: differs from one thread"
+
+
+def test_an_error_in_a_split_call_reaches_the_caller():
+    # Enough RoIs per image that the backward splits over (image, channel block) tasks, and an
+    # argmax out of range in every task: whichever thread runs a task raises, and the error
+    # must come back to the caller as the op's own message, every time, without a crash.
+    gen = torch.Generator().manual_seed(1)
+    k, c, h, w = 128, 64, 8, 8
+    grad = torch.rand(k, c, 7, 7, generator=gen)
+    rois = torch.cat([torch.arange(k).remainder(2).float()[:, None], _boxes(gen, k, 8.0, 4.0)], 1)
+    argmax = torch.full((k, c, 7, 7), h * w, dtype=torch.long)
+    for _ in range(20):
+        with pytest.raises(RuntimeError, match="argmax must be -1 or in"):
+            torch.ops.frcnn_fast._roi_pool_backward(grad, rois, argmax, 2, c, h, w, False, False)

@@ -162,43 +162,53 @@ struct BoxWeights {
   T wx, wy, ww, wh;
 };
 
+// A box as width, height and centre: the form box coding works in.
+template <typename T>
+struct CentreForm {
+  T w, h, cx, cy;
+};
+
+template <typename T>
+FRCNN_HOST_DEVICE CentreForm<T> centre_form(const T* box) {
+  const T w = box[2] - box[0];
+  const T h = box[3] - box[1];
+  return {w, h, box[0] + T(0.5) * w, box[1] + T(0.5) * h};
+}
+
 // Deltas that move `ref` onto `tgt`.
 template <typename T>
 FRCNN_HOST_DEVICE void encode_box(const T* ref, const T* tgt, BoxWeights<T> wt, T* out) {
-  const T rw = ref[2] - ref[0];
-  const T rh = ref[3] - ref[1];
-  const T rcx = ref[0] + T(0.5) * rw;
-  const T rcy = ref[1] + T(0.5) * rh;
-  const T tw = tgt[2] - tgt[0];
-  const T th = tgt[3] - tgt[1];
-  const T tcx = tgt[0] + T(0.5) * tw;
-  const T tcy = tgt[1] + T(0.5) * th;
-  out[0] = wt.wx * (tcx - rcx) / rw;
-  out[1] = wt.wy * (tcy - rcy) / rh;
-  out[2] = wt.ww * math_log(tw / rw);
-  out[3] = wt.wh * math_log(th / rh);
+  const CentreForm<T> r = centre_form(ref);
+  const CentreForm<T> t = centre_form(tgt);
+  out[0] = wt.wx * (t.cx - r.cx) / r.w;
+  out[1] = wt.wy * (t.cy - r.cy) / r.h;
+  out[2] = wt.ww * math_log(t.w / r.w);
+  out[3] = wt.wh * math_log(t.h / r.h);
 }
 
-// Box obtained by applying `delta` to `ref`. dw, dh are capped at `clamp` so that exp()
-// cannot overflow on an untrained head.
+// Box obtained by applying `delta` to the reference box `r`. dw, dh are capped at `clamp` so
+// that exp() cannot overflow on an untrained head. A reference shared by K deltas (one per
+// class) is put in centre form once.
 template <typename T>
-FRCNN_HOST_DEVICE void decode_box(const T* delta, const T* ref, BoxWeights<T> wt, T clamp, T* out) {
-  const T rw = ref[2] - ref[0];
-  const T rh = ref[3] - ref[1];
-  const T rcx = ref[0] + T(0.5) * rw;
-  const T rcy = ref[1] + T(0.5) * rh;
+FRCNN_HOST_DEVICE void decode_box(
+    const T* delta, CentreForm<T> r, BoxWeights<T> wt, T clamp, T* out) {
   const T dx = delta[0] / wt.wx;
   const T dy = delta[1] / wt.wy;
   const T dw = clamp_max(delta[2] / wt.ww, clamp);
   const T dh = clamp_max(delta[3] / wt.wh, clamp);
-  const T cx = dx * rw + rcx;
-  const T cy = dy * rh + rcy;
-  const T w = math_exp(dw) * rw;
-  const T h = math_exp(dh) * rh;
+  const T cx = dx * r.w + r.cx;
+  const T cy = dy * r.h + r.cy;
+  const T w = math_exp(dw) * r.w;
+  const T h = math_exp(dh) * r.h;
   out[0] = cx - T(0.5) * w;
   out[1] = cy - T(0.5) * h;
   out[2] = cx + T(0.5) * w;
   out[3] = cy + T(0.5) * h;
+}
+
+template <typename T>
+FRCNN_HOST_DEVICE void decode_box(const T* delta, const T* ref, BoxWeights<T> wt, T clamp, T* out) {
+  decode_box(delta, centre_form(ref), wt, clamp, out);
 }
 
 // Centre of feature-map cell `index` (a row or a column) in image coordinates.

@@ -3,6 +3,8 @@
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
 
+#include <algorithm>
+
 #include "../box_coding.h"
 #include "../common/box_math.h"
 #include "parallel.h"
@@ -58,12 +60,21 @@ at::Tensor decode_boxes_cpu(
     const scalar_t* pd = d.const_data_ptr<scalar_t>();
     const scalar_t* pr = ref.const_data_ptr<scalar_t>();
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
-    parallel_for_boxes(n, box_cost::kDecode, [&](int64_t i) {
-      T delta[4], r[4], box[4];
-      load_box(pd + 4 * i, delta);
-      load_box(pr + 4 * (i / per_ref), r);
-      decode_box(delta, r, wt, cap, box);
-      store_box(box, o + 4 * i);
+    // Box i applies deltas i to reference i / per_ref: a range walks the references in order,
+    // each put in centre form once for its run of deltas (and no division per box).
+    parallel_for_work(n, boxes_grain(box_cost::kDecode), [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end;) {
+        const int64_t k = i / per_ref;
+        T r[4];
+        load_box(pr + 4 * k, r);
+        const CentreForm<T> ref_form = centre_form(r);
+        for (const int64_t run_end = std::min(end, (k + 1) * per_ref); i < run_end; ++i) {
+          T delta[4], box[4];
+          load_box(pd + 4 * i, delta);
+          decode_box(delta, ref_form, wt, cap, box);
+          store_box(box, o + 4 * i);
+        }
+      }
     });
   });
   return out;

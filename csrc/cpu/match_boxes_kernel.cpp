@@ -13,6 +13,7 @@
 #include "../common/box_math.h"
 #include "../common/match_math.h"
 #include "../match_boxes.h"
+#include "parallel.h"
 
 // Two passes over tiles of anchors, each pass O(G) work per anchor and no G x A storage:
 //   1. every ground truth's best IoU over all anchors (per-chunk maxima, then a max over chunks);
@@ -141,10 +142,9 @@ void match_cpu(
   const int64_t grain = std::max<int64_t>(1, kPairsPerTask / pairs_per_item);
 
   // Pass 1. Each chunk of items keeps its own B x G maxima; chunks are merged after.
-  const int64_t chunks =
-      std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), items / grain));
+  const int64_t chunks = parallel_chunks(items, grain);
   std::vector<std::vector<T>> chunk_best(chunks);
-  at::parallel_for(0, chunks, 1, [&](int64_t c_begin, int64_t c_end) {
+  parallel_for_work(chunks, 1, [&](int64_t c_begin, int64_t c_end) {
     AnchorTile<T> tile;
     alignas(64) T ious[kTile];
     for (int64_t c = c_begin; c < c_end; ++c) {
@@ -173,7 +173,7 @@ void match_cpu(
   }
 
   // Pass 2.
-  at::parallel_for(0, items, grain, [&](int64_t begin, int64_t end) {
+  parallel_for_work(items, grain, [&](int64_t begin, int64_t end) {
     AnchorTile<T> tile;
     alignas(64) T best[kTile];
     alignas(64) I index[kTile];

@@ -3,7 +3,13 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
 
 namespace frcnn_fast {
 
@@ -16,28 +22,120 @@ namespace frcnn_fast {
 // in microseconds must not be split at all.
 constexpr int64_t kGrain = 32768;
 
-// Number of tasks for n items of which each task must have at least `grain`: one (the calling
-// thread) below 2 * grain, never more than the intra-op threads.
+// Number of threads worth waking for n items of which each must get at least `grain`: one (the
+// calling thread) below 2 * grain, never more than the intra-op threads.
 inline int64_t parallel_tasks(int64_t n, int64_t grain) {
   const int64_t by_work = n / std::max<int64_t>(grain, 1);
   return std::max<int64_t>(1, std::min<int64_t>(by_work, at::get_num_threads()));
 }
 
-// Calls f(begin, end) over [0, n) split into parallel_tasks(n, grain) contiguous ranges, one
-// per thread; on the calling thread alone when there is one. Unlike at::parallel_for's grain
-// (which splits n = 1.5 * grain in two), `grain` here is the least work a thread is woken for.
+// Pieces per thread of a split call: small enough that the threads that run end at about the
+// same time when one of them starts late, large enough (>= grain / 8 items) that claiming one
+// is noise.
+constexpr int64_t kPiecesPerTask = 8;
+
+// Chunks to cut n items into when each chunk needs its own slot (a count, a partial maximum)
+// and the chunks are then run with parallel_for_work(chunks, 1, ...): one when the call stays
+// on the calling thread, else kPiecesPerTask per thread.
+inline int64_t parallel_chunks(int64_t n, int64_t grain) {
+  const int64_t tasks = parallel_tasks(n, grain);
+  return tasks == 1 ? 1 : std::min(n, tasks * kPiecesPerTask);
+}
+
+namespace detail {
+
+// A split call's pieces, claimed one at a time by the caller and its helpers. Helpers hold it
+// by shared_ptr: a helper that starts after the call has returned finds nothing to claim and
+// never touches `body`, which lives on the caller's stack. `body` is alive while any claimed
+// piece is unfinished, since the caller returns only once every piece is finished.
+class ClaimedPieces {
+ public:
+  using Body = std::function<void(int64_t, int64_t)>;
+
+  ClaimedPieces(int64_t n, int64_t pieces, const Body* body)
+      : n_(n), pieces_(pieces), body_(body) {}
+
+  // Runs pieces until none is left to claim.
+  void work() {
+    for (;;) {
+      const int64_t p = next_.fetch_add(1, std::memory_order_relaxed);
+      if (p >= pieces_) {
+        return;
+      }
+      const int64_t begin = n_ * p / pieces_;
+      const int64_t end = n_ * (p + 1) / pieces_;
+      try {
+        (*body_)(begin, end);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!error_) {
+          error_ = std::current_exception();
+        }
+      }
+      // Counted under the mutex (once per piece: noise against a piece's work), so that what
+      // the piece wrote is ordered before the caller's return by a lock that every tool sees,
+      // ThreadSanitizer included.
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (++finished_ == pieces_) {
+          all_finished_.notify_all();
+        }
+      }
+    }
+  }
+
+  // Waits for the pieces other threads claimed and are still running (never for a helper that
+  // has not started: its pieces were claimed by whoever got there first), then rethrows the
+  // first error any piece raised.
+  void wait() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    all_finished_.wait(lock, [this] { return finished_ == pieces_; });
+    if (error_) {
+      std::rethrow_exception(error_);
+    }
+  }
+
+ private:
+  const int64_t n_, pieces_;
+  const Body* const body_;
+  std::atomic<int64_t> next_{0};
+  std::mutex mutex_;
+  int64_t finished_ = 0;  // guarded by mutex_
+  std::condition_variable all_finished_;
+  std::exception_ptr error_;
+};
+
+}  // namespace detail
+
+// Calls f(begin, end) on contiguous ranges that cover [0, n) once, on up to parallel_tasks(n,
+// grain) threads; on the calling thread alone when that is one. `grain` is the least work a
+// thread is woken for (at::parallel_for's grain would split n = 1.5 * grain in two).
+//
+// The split never makes the caller wait for a thread that is not running. An OpenMP region (as
+// at::parallel_for forks) joins every thread it woke; on a busy machine a woken thread can wait
+// a scheduler time slice (milliseconds) for a core, and the caller with it, for work it could
+// have done itself in microseconds. Here the range is cut into pieces that the caller and its
+// helpers (tasks on ATen's inter-op pool) claim from a shared counter: a helper that starts
+// late finds fewer pieces or none, and the caller waits only for pieces already being run. So
+// a call is never much slower than on one thread, and as fast as on all of them when they are
+// free. f must give the same result whichever thread runs a piece and however [0, n) is cut.
 template <typename F>
 inline void parallel_for_work(int64_t n, int64_t grain, const F& f) {
   const int64_t tasks = parallel_tasks(n, grain);
-  if (tasks == 1) {
-    f(int64_t{0}, n);
+  if (tasks == 1 || at::in_parallel_region()) {
+    if (n > 0) {
+      f(int64_t{0}, n);
+    }
     return;
   }
-  at::parallel_for(0, tasks, 1, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      f(n * t / tasks, n * (t + 1) / tasks);
-    }
-  });
+  const detail::ClaimedPieces::Body body = [&f](int64_t begin, int64_t end) { f(begin, end); };
+  auto pieces =
+      std::make_shared<detail::ClaimedPieces>(n, std::min(n, tasks * kPiecesPerTask), &body);
+  for (int64_t t = 1; t < tasks; ++t) {
+    at::launch([pieces] { pieces->work(); });
+  }
+  pieces->work();
+  pieces->wait();
 }
 
 // What one box costs each op, in elementwise items (box_area's: about half a nanosecond per box
@@ -57,17 +155,20 @@ constexpr int64_t iou_row(int64_t m) {
 }
 }  // namespace box_cost
 
+// The grain, in boxes, of an op whose box costs `cost` elementwise items.
+inline int64_t boxes_grain(int64_t cost) {
+  return std::max<int64_t>(1, kGrain / std::max<int64_t>(cost, 1));
+}
+
 // Calls f(i) for every box i in [0, n), where a box costs `cost` elementwise items: on several
 // threads from 2 * kGrain / cost boxes.
 template <typename F>
 inline void parallel_for_boxes(int64_t n, int64_t cost, const F& f) {
-  parallel_for_work(
-      n, std::max<int64_t>(1, kGrain / std::max<int64_t>(cost, 1)),
-      [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) {
-          f(i);
-        }
-      });
+  parallel_for_work(n, boxes_grain(cost), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      f(i);
+    }
+  });
 }
 
 }  // namespace frcnn_fast

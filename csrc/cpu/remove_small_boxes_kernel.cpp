@@ -14,7 +14,7 @@
 namespace frcnn_fast {
 namespace {
 
-// Two passes over contiguous chunks, one chunk per thread: count the survivors of each chunk,
+// Two passes over contiguous chunks: count the survivors of each chunk,
 // then write their indices at the chunk's offset in an exactly-sized output. Both passes are
 // branchless (half the boxes surviving would otherwise mispredict every other branch).
 template <typename scalar_t>
@@ -26,10 +26,10 @@ at::Tensor compact_large_boxes(const scalar_t* boxes, int64_t n, double min_size
     load_box(boxes + 4 * i, box);
     return (box[2] - box[0] >= min_side) & (box[3] - box[1] >= min_side);
   };
-  const int64_t chunks = parallel_tasks(n, kGrain);
+  const int64_t chunks = parallel_chunks(n, kGrain);
   const int64_t chunk = (n + chunks - 1) / chunks;
   std::vector<int64_t> offsets(chunks + 1, 0);
-  at::parallel_for(0, chunks, 1, [&](int64_t first, int64_t last) {
+  parallel_for_work(chunks, 1, [&](int64_t first, int64_t last) {
     for (int64_t c = first; c < last; ++c) {
       int64_t count = 0;
       for (int64_t i = c * chunk; i < std::min(n, (c + 1) * chunk); ++i) {
@@ -43,7 +43,7 @@ at::Tensor compact_large_boxes(const scalar_t* boxes, int64_t n, double min_size
   }
   at::Tensor keep = at::empty({offsets[chunks]}, at::TensorOptions().dtype(at::kLong));
   int64_t* out = keep.mutable_data_ptr<int64_t>();
-  at::parallel_for(0, chunks, 1, [&](int64_t first, int64_t last) {
+  parallel_for_work(chunks, 1, [&](int64_t first, int64_t last) {
     for (int64_t c = first; c < last; ++c) {
       const int64_t end = offsets[c + 1];
       int64_t pos = offsets[c];
