@@ -17,9 +17,8 @@ namespace frcnn_fast {
 // of an elementwise box op or one pair of a pairwise IoU: a few loads, a handful of flops and a
 // store, about a nanosecond, so a task is at least some tens of microseconds. That is ATen's
 // grain for elementwise ops (at::internal::GRAIN_SIZE). On an idle machine a thread wakes in
-// microseconds, noise against a task; on a busy one it waits for a core for up to a scheduler
-// time slice (milliseconds) and the caller waits at the join, so work that a single thread does
-// in microseconds must not be split at all.
+// microseconds, noise against a task; a call with less work than that stays on the calling
+// thread, where waking a helper could not pay.
 constexpr int64_t kGrain = 32768;
 
 // Number of threads worth waking for n items of which each must get at least `grain`: one (the
