@@ -186,10 +186,17 @@ def measure_fresh(impl: str, g: int, threads: int, timeout: float = MEMORY_TIMEO
         "import json, sys; from benchmarks.ops.match import measure_child; "
         f"print(json.dumps(measure_child({impl!r}, {g}, {threads})))"
     )
+    import frcnn_fast
+
     root = Path(__file__).resolve().parents[2]
+    # The child imports the frcnn_fast this process uses: run from the folder that holds it
+    # (first on the child's sys.path), with the checkout after it for `benchmarks`. From the
+    # checkout itself, an installed copy's tests would otherwise get the checkout's unbuilt one.
+    home = Path(frcnn_fast.__file__).resolve().parents[1]
+    path = os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)
     proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True,
-        timeout=timeout,
+        [sys.executable, "-c", code], cwd=home, env=dict(os.environ, PYTHONPATH=path),
+        capture_output=True, text=True, check=True, timeout=timeout,
     )  # fmt: skip
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
