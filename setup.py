@@ -49,8 +49,12 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CUDA_ARCHS = "7.5;8.0;9.0+PTX"
 
 
+def cpu_only_requested():
+    return os.environ.get("FRCNN_FAST_CPU_ONLY", "0") == "1"
+
+
 def with_cuda():
-    if os.environ.get("FRCNN_FAST_CPU_ONLY", "0") == "1":
+    if cpu_only_requested():
         return False
     if os.environ.get("FORCE_CUDA", "0") == "1":
         return True
@@ -64,6 +68,7 @@ def write_build_config(path, cuda, archs):
         "#pragma once\n"
         f'#define FRCNN_FAST_TORCH_VERSION "{torch.__version__}"\n'
         f'#define FRCNN_FAST_CUDA_ARCHS "{archs if cuda else ""}"\n'
+        f"#define FRCNN_FAST_CPU_ONLY_REQUESTED {int(cpu_only_requested())}\n"
     )
     os.makedirs(os.path.dirname(path), exist_ok=True)
     if not os.path.exists(path) or open(path).read() != text:

@@ -14,20 +14,27 @@
 #ifndef FRCNN_FAST_CUDA_ARCHS
 #define FRCNN_FAST_CUDA_ARCHS ""
 #endif
+#ifndef FRCNN_FAST_CPU_ONLY_REQUESTED
+#define FRCNN_FAST_CPU_ONLY_REQUESTED 0
+#endif
 
 namespace {
 
 PyObject* build_info(PyObject* /*self*/, PyObject* /*args*/) {
+  // Whether the build was asked to leave CUDA out (FRCNN_FAST_CPU_ONLY=1), as opposed to
+  // finding no toolkit: a CPU-only binary is then what was wanted.
+  PyObject* cpu_only = PyBool_FromLong(FRCNN_FAST_CPU_ONLY_REQUESTED);
 #ifdef FRCNN_FAST_WITH_CUDA
   const int cuda = CUDART_VERSION;
   return Py_BuildValue(
-      "{s:N,s:s,s:s,s:s}", "backends", Py_BuildValue("[ss]", "cpu", "cuda"), "cuda_version",
+      "{s:N,s:s,s:s,s:s,s:N}", "backends", Py_BuildValue("[ss]", "cpu", "cuda"), "cuda_version",
       (std::to_string(cuda / 1000) + "." + std::to_string((cuda % 1000) / 10)).c_str(),
-      "cuda_archs", FRCNN_FAST_CUDA_ARCHS, "torch_version", FRCNN_FAST_TORCH_VERSION);
+      "cuda_archs", FRCNN_FAST_CUDA_ARCHS, "torch_version", FRCNN_FAST_TORCH_VERSION,
+      "cpu_only_requested", cpu_only);
 #else
   return Py_BuildValue(
-      "{s:N,s:O,s:s,s:s}", "backends", Py_BuildValue("[s]", "cpu"), "cuda_version", Py_None,
-      "cuda_archs", "", "torch_version", FRCNN_FAST_TORCH_VERSION);
+      "{s:N,s:O,s:s,s:s,s:N}", "backends", Py_BuildValue("[s]", "cpu"), "cuda_version", Py_None,
+      "cuda_archs", "", "torch_version", FRCNN_FAST_TORCH_VERSION, "cpu_only_requested", cpu_only);
 #endif
 }
 

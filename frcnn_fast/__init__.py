@@ -37,7 +37,9 @@ def build_info():
 
     Returns a dict with ``backends`` (``["cpu"]`` or ``["cpu", "cuda"]``), ``cuda_version``
     (the CUDA runtime compiled against, or None), ``cuda_archs`` (``TORCH_CUDA_ARCH_LIST``
-    entries), ``torch_version`` (the torch the binary was built against) and ``version``.
+    entries), ``torch_version`` (the torch the binary was built against), ``cpu_only_requested``
+    (True when the build was asked to leave CUDA out with ``FRCNN_FAST_CPU_ONLY=1``) and
+    ``version``.
     """
     info = dict(_C.build_info())
     info["cuda_archs"] = [a for a in info["cuda_archs"].replace(" ", ";").split(";") if a]

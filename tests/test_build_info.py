@@ -23,7 +23,8 @@ def _nvcc_available():
 def test_build_info_keys_and_types():
     info = frcnn_fast.build_info()
     assert isinstance(info, dict)
-    for key in ("backends", "cuda_version", "cuda_archs", "torch_version", "version"):
+    keys = ("backends", "cuda_version", "cuda_archs", "torch_version", "cpu_only_requested")
+    for key in keys + ("version",):
         assert key in info, f"build_info() lacks {key!r}: {info}"
     assert isinstance(info["backends"], list) and all(isinstance(b, str) for b in info["backends"])
     assert isinstance(info["cuda_archs"], list) and all(
@@ -32,6 +33,7 @@ def test_build_info_keys_and_types():
     assert info["cuda_version"] is None or isinstance(info["cuda_version"], str)
     assert isinstance(info["torch_version"], str) and info["torch_version"]
     assert isinstance(info["version"], str) and info["version"]
+    assert isinstance(info["cpu_only_requested"], bool)
     assert "cpu" in info["backends"]
     # built against the torch that runs it (an ABI mismatch would not even load, but the
     # recorded version must be honest)
@@ -40,10 +42,10 @@ def test_build_info_keys_and_types():
 
 def test_cuda_backend_built_when_toolkit_present():
     info = frcnn_fast.build_info()
+    # What the build was asked for is recorded in the binary: the environment of the test run
+    # need not be the build's (an installed copy built with FRCNN_FAST_CPU_ONLY=1).
     want_cuda = (
-        torch.version.cuda is not None
-        and os.environ.get("FRCNN_FAST_CPU_ONLY") != "1"
-        and _nvcc_available()
+        torch.version.cuda is not None and not info["cpu_only_requested"] and _nvcc_available()
     )
     if want_cuda:
         assert "cuda" in info["backends"], (
@@ -54,6 +56,7 @@ def test_cuda_backend_built_when_toolkit_present():
     if "cuda" in info["backends"]:
         # the CUDA kernels are registered with the dispatcher even when no GPU is visible
         assert torch._C._dispatch_has_kernel_for_dispatch_key("frcnn_fast::box_iou", "CUDA")
+        assert not info["cpu_only_requested"], info
     else:
         assert info["cuda_version"] is None and info["cuda_archs"] == [], info
 
