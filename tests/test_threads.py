@@ -7,7 +7,10 @@ The inputs are large enough that every kernel takes its multi-threaded path, and
 must match bit for bit: every CPU kernel's result is independent of how its work is split.
 """
 
+import os
+import signal
 import threading
+import time
 
 import pytest
 import torch
@@ -167,3 +170,32 @@ def test_an_error_in_a_split_call_reaches_the_caller():
     for _ in range(20):
         with pytest.raises(RuntimeError, match="argmax must be -1 or in"):
             torch.ops.frcnn_fast._roi_pool_backward(grad, rois, argmax, 2, c, h, w, False, False)
+
+
+def test_a_split_call_works_in_a_forked_child():
+    # DataLoader workers are forked from a process that has already run the model: the child
+    # has none of the parent's helper threads. A split call there must not wait for them (a
+    # hang) and must give the parent's bits. The child compares through NumPy: torch's own
+    # parallel loops may hang in a forked child.
+    n = 200_000
+    gen = torch.Generator().manual_seed(2)
+    b = _boxes(gen, n)
+    expected = frcnn_fast.box_area(b).numpy().tobytes()  # split: uses the helpers
+    pid = os.fork()
+    if pid == 0:  # the child: exit code 0 when the bits match, 1 otherwise
+        code = 1
+        try:
+            code = 0 if frcnn_fast.box_area(b).numpy().tobytes() == expected else 1
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("a split call in a forked child did not return within 60 s")
+    assert os.waitstatus_to_exitcode(status) == 0, "the forked child's result differs"

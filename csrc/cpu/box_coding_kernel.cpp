@@ -62,7 +62,7 @@ at::Tensor decode_boxes_cpu(
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
     // Box i applies deltas i to reference i / per_ref: a range walks the references in order,
     // each put in centre form once for its run of deltas (and no division per box).
-    parallel_for_work(n, boxes_grain(box_cost::kDecode), [&](int64_t begin, int64_t end) {
+    parallel_for_work(n, grain_for(box_cost::kDecode), [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end;) {
         const int64_t k = i / per_ref;
         T r[4];

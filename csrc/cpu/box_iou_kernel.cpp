@@ -51,8 +51,7 @@ void box_iou_rows(const scalar_t* a, const scalar_t* b, int64_t n, int64_t m, sc
     cols.y2[j] = box[3];
     cols.area[j] = box_area(box[0], box[1], box[2], box[3]);
   }
-  const int64_t grain = std::max<int64_t>(1, kGrain / box_cost::iou_row(m));
-  parallel_for_work(n, grain, [&](int64_t begin, int64_t end) {
+  parallel_for_work(n, grain_for(box_cost::iou_row(m)), [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       T box[4];
       load_box(a + 4 * i, box);

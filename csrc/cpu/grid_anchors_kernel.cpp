@@ -27,9 +27,8 @@ at::Tensor grid_anchors_cpu(
     const T sx = static_cast<T>(stride_x);
     const scalar_t* pb = base.const_data_ptr<scalar_t>();
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
-    // Rows of the feature map per task: kGrain anchors.
-    const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(width * num_base, 1));
-    parallel_for_work(height, grain, [&](int64_t begin, int64_t end) {
+    // A row of the feature map costs an item per anchor.
+    parallel_for_work(height, grain_for(width * num_base), [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         const T cy = cell_centre(i, off, sy);
         for (int64_t j = 0; j < width; ++j) {

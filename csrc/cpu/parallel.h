@@ -44,6 +44,25 @@ inline int64_t parallel_chunks(int64_t n, int64_t grain) {
 
 namespace detail {
 
+// Whether this thread is running a piece of a split call: a split call made from inside one
+// runs on its thread alone, as at::parallel_for does inside a parallel region (the threads are
+// taken by the outer call already).
+inline bool& running_a_piece() {
+  thread_local bool running = false;
+  return running;
+}
+
+class InSplitCall {
+ public:
+  InSplitCall() : outer_(running_a_piece()) { running_a_piece() = true; }
+  ~InSplitCall() { running_a_piece() = outer_; }
+  InSplitCall(const InSplitCall&) = delete;
+  InSplitCall& operator=(const InSplitCall&) = delete;
+
+ private:
+  const bool outer_;
+};
+
 // How long the caller of a split call polls for the last pieces before it sleeps.
 constexpr std::chrono::microseconds kPollBeforeSleep{50};
 
@@ -68,6 +87,7 @@ class ClaimedPieces {
 
   // Runs pieces until none is left to claim.
   void work() {
+    const InSplitCall in_split_call;
     for (;;) {
       const int64_t p = next_.fetch_add(1, std::memory_order_relaxed);
       if (p >= pieces_) {
@@ -127,6 +147,9 @@ class ClaimedPieces {
   std::exception_ptr error_;
 };
 
+// Gives `helpers` threads of this process's helper pool (helper_pool.cpp) a turn at `job`.
+void post_to_helpers(const std::shared_ptr<ClaimedPieces>& job, int64_t helpers);
+
 }  // namespace detail
 
 // Calls f(begin, end) on contiguous ranges that cover [0, n) once, on up to parallel_tasks(n,
@@ -137,14 +160,14 @@ class ClaimedPieces {
 // at::parallel_for forks) joins every thread it woke; on a busy machine a woken thread can wait
 // a scheduler time slice (milliseconds) for a core, and the caller with it, for work it could
 // have done itself in microseconds. Here the range is cut into pieces that the caller and its
-// helpers (tasks on ATen's inter-op pool) claim from a shared counter: a helper that starts
+// helpers (helper_pool.cpp) claim from a shared counter: a helper that starts
 // late finds fewer pieces or none, and the caller waits only for pieces already being run. So
 // a call is never much slower than on one thread, and as fast as on all of them when they are
 // free. f must give the same result whichever thread runs a piece and however [0, n) is cut.
 template <typename F>
 inline void parallel_for_work(int64_t n, int64_t grain, const F& f) {
   const int64_t tasks = parallel_tasks(n, grain);
-  if (tasks == 1 || at::in_parallel_region()) {
+  if (tasks == 1 || detail::running_a_piece() || at::in_parallel_region()) {
     if (n > 0) {
       f(int64_t{0}, n);
     }
@@ -153,9 +176,7 @@ inline void parallel_for_work(int64_t n, int64_t grain, const F& f) {
   const detail::ClaimedPieces::Body body = [&f](int64_t begin, int64_t end) { f(begin, end); };
   auto pieces =
       std::make_shared<detail::ClaimedPieces>(n, std::min(n, tasks * kPiecesPerTask), &body);
-  for (int64_t t = 1; t < tasks; ++t) {
-    at::launch([pieces] { pieces->work(); });
-  }
+  detail::post_to_helpers(pieces, tasks - 1);
   pieces->work();
   pieces->wait();
 }
@@ -177,8 +198,8 @@ constexpr int64_t iou_row(int64_t m) {
 }
 }  // namespace box_cost
 
-// The grain, in boxes, of an op whose box costs `cost` elementwise items.
-inline int64_t boxes_grain(int64_t cost) {
+// The grain, in units of work (boxes, rows, RoIs), when a unit costs `cost` elementwise items.
+inline int64_t grain_for(int64_t cost) {
   return std::max<int64_t>(1, kGrain / std::max<int64_t>(cost, 1));
 }
 
@@ -186,7 +207,7 @@ inline int64_t boxes_grain(int64_t cost) {
 // threads from 2 * kGrain / cost boxes.
 template <typename F>
 inline void parallel_for_boxes(int64_t n, int64_t cost, const F& f) {
-  parallel_for_work(n, boxes_grain(cost), [&](int64_t begin, int64_t end) {
+  parallel_for_work(n, grain_for(cost), [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       f(i);
     }

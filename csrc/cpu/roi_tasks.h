@@ -57,14 +57,14 @@ inline int64_t streaming_channel_block(int64_t channels, int64_t batch_size) {
 
 // Least RoIs per forward task.
 inline int64_t forward_grain(int64_t channels, int64_t bins) {
-  return std::max<int64_t>(1, kGrain / std::max<int64_t>(1, channels * bins));
+  return grain_for(channels * bins);
 }
 
 // Least (image, channel block) backward tasks per thread; a task visits its image's share of
 // the RoIs for `block` channels.
 inline int64_t backward_grain(int64_t rois, int64_t batch_size, int64_t bins, int64_t block) {
   const int64_t rois_per_image = std::max<int64_t>(1, rois / std::max<int64_t>(1, batch_size));
-  return std::max<int64_t>(1, kGrain / std::max<int64_t>(1, rois_per_image * bins * block));
+  return grain_for(rois_per_image * bins * block);
 }
 
 }  // namespace frcnn_fast
