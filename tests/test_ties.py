@@ -204,10 +204,13 @@ def test_nms_multi_warp_reduction_under_pct():
     boxes = torch.as_tensor(np.round(np.concatenate([centres, centres + sides], 1) * 8) / 8)
     scores = torch.as_tensor(rng.permutation(n) / n)
     want = frcnn_fast.nms(boxes, scores, 0.3)
-    for seed in range(4):
+    # Under a sanitizer (ten minutes of ASan at 4 x 3) one PCT-scheduled launch after the
+    # learning one: the tools look for the race itself, not for its wrong answer.
+    seeds, launches = (1, 2) if cuda_emu.sanitized() else (4, 3)
+    for seed in range(seeds):
         with cuda_emu.emulated(seed, 2, 65535, schedule="pct"):
             # the first launch teaches PCT the kernel's step count (its change points are
             # drawn over it); every launch must give the CPU's answer
-            for launch in range(3):
+            for launch in range(launches):
                 got = frcnn_fast.nms(boxes, scores, 0.3)
                 assert got.tolist() == want.tolist(), f"seed {seed}, launch {launch}"
