@@ -600,24 +600,11 @@ def test_cuda_equals_cpu_block_sizes(backend, dtype, n):
         # grid-stride loops); the caps of 1 block run in the plain emulated suite.
         schedules = tuple(sch for sch in schedules if sch[1] == 2)
     if n > 1000 and cuda_emu.sanitized():
-        # Even cut to one run (below), these two took 13 and 22 minutes under ASan, the long pole
+        # Even cut to one run each, these two took 13 and 22 minutes under ASan, the long pole
         # of make sanitize. Under the sanitizers the strided passes of the reduction they are
         # here for run in test_ties.py::test_nms_multi_warp_reduction_under_pct (65 words per
         # row, two warps, PCT schedules); the plain emulated suite runs these sizes in full.
         pytest.skip("under a sanitizer the strided reduction runs in test_ties' 65-word case")
-    if n > 1000 and cuda_emu.sanitized() and dtype != torch.float32:
-        # Even cut as below, each dtype of these sizes took minutes under ASan (the long pole
-        # of make sanitize); the reduction's strided passes they are here for work on mask
-        # words, the same code in every dtype, and the dtypes' IoU code runs at the sizes below.
-        pytest.skip("under a sanitizer, 64 * 33 +- 1 boxes run in float32 only")
-    if n > 1000 and cuda_emu.sanitized():
-        # Under a sanitizer these cases took over 25 minutes. Only one group has rows long
-        # enough for the strided reduction passes they are here for (the other group counts
-        # and the grid caps are covered by the smaller sizes): one group, one box set (the
-        # clustered set for 64 * 33 - 1, the scattered one for 64 * 33 + 1), one schedule.
-        kinds = kinds[n % 64 == 1 :][:1]
-        group_counts = (1,)
-        schedules = NMS_SCHEDULES[:1]
     for boxes in kinds:
         scores = rng.integers(0, n // 3 + 1, n) / 4.0
         b, s = to_tensor(boxes, dtype), to_tensor(scores, dtype)
