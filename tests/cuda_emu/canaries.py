@@ -5,6 +5,8 @@
 Runs each deliberately broken kernel of selftest/canaries.cu in a child process (already under
 the sanitizer runtime that ``make sanitize`` preloads) and exits non-zero unless the sanitizer
 reported every one of them: a sanitizer run that passes because it sees nothing is no proof.
+Each child first runs a clean launch on both workers, so that the canary runs on the reused
+emulator threads that every later launch of a test runs on.
 """
 
 import os
@@ -20,6 +22,7 @@ CASES = {
     "thread": [
         ("canary_shared_race", 64, "data race"),
         ("canary_global_race", 64, "data race"),
+        ("canary_block_race", 64, "data race"),
         # rounds=0: a read-modify-write race; rounds=3: the missing end-of-loop barrier
         ("canary_static_shared_race", 0, "data race"),
         ("canary_static_shared_race", 3, "data race"),
@@ -31,6 +34,7 @@ import sys, torch
 sys.path.insert(0, {tests!r})
 import cuda_emu
 cuda_emu.load()
+torch.ops.frcnn_fast_cuda_emu.canary_warm_up(8)
 getattr(torch.ops.frcnn_fast_cuda_emu, {op!r})({arg})
 """
 

@@ -28,8 +28,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <mutex>
 #include <sstream>
 #include <stdexcept>
@@ -157,9 +159,12 @@ struct Block {
   int barrier_generation = 0;
   LaunchSync* launch = nullptr;
   // Released by each thread as it exits, acquired by the scheduler when the block is over:
-  // the scheduler then frees the block's shared memory, and the next block's threads, which
-  // TSan sees as created by it, come after this block (they reuse its static shared memory).
+  // the scheduler then frees the block's shared memory, and releases the next block's `begin`,
+  // which its threads acquire first: they come after this block (they reuse its memory).
   char done = 0;
+  // Released by the scheduler before the block's threads start, acquired by each as it starts
+  // (their TSan threads are reused, not created by the scheduler, which would order them).
+  char begin = 0;
 };
 
 thread_local Block* t_block = nullptr;
@@ -219,15 +224,45 @@ FRCNN_EMU_NO_TSAN uint64_t splitmix(uint64_t& state) {
   return z ^ (z >> 31);
 }
 
-// ------------------------------------------------------------------------------- stacks
-class StackPool {
+// ------------------------------------------------------------ what a worker keeps
+// A worker's fiber stacks and TSan threads outlive its launch: the host thread keeps them per
+// worker index for its next launches. Mapping the stacks afresh per launch, and under the
+// sanitizers resetting their shadow per block and creating TSan threads per block, took most
+// of a sanitizer run (profiled: ASan's shadow remapping for the stacks; TSan's thread start, a
+// zeroed 0.8 MB and 1.7 ms each with GCC 12's runtime).
+//
+// Reuse orders nothing that was not ordered. Worker w of a launch runs on what worker w of the
+// same host thread's earlier launches ran on, all of which happens before the launch (the host
+// acquired their end); the blocks of one worker are ordered anyway (Block::begin); workers of
+// one launch, and other host threads, never share what they keep.
+class WorkerKeep {
  public:
-  ~StackPool() { release(); }
-  char* get(size_t i, size_t bytes) {
-    if (bytes != bytes_) {
-      release();
-      bytes_ = bytes;
+  // TSan threads kept: the kernels' largest block. Larger blocks (the emulator's own tests)
+  // create and end the rest per block.
+  static constexpr int kKeptTsanThreads = 256;
+
+  WorkerKeep() = default;
+  WorkerKeep(const WorkerKeep&) = delete;
+  WorkerKeep& operator=(const WorkerKeep&) = delete;
+  ~WorkerKeep() {
+    release_stacks();
+    for (void* f : tsan_) {
+      if (f != nullptr) {
+        tsan_destroy_fiber(f);
+      }
     }
+  }
+
+  // Thread t's stack, clean for AddressSanitizer. A thread that ends normally leaves its stack
+  // clean (returns unpoison their frames; the switch out of a thread is a no-return call, which
+  // unpoisons the rest), so only a new mapping and a stack whose frames a misuse abandoned are
+  // unpoisoned here, instead of every stack of every block.
+  FRCNN_EMU_NO_TSAN char* stack(int t, size_t bytes) {
+    if (bytes != stack_bytes_) {
+      release_stacks();
+      stack_bytes_ = bytes;
+    }
+    const size_t i = static_cast<size_t>(t);
     while (stacks_.size() <= i) {
       // one inaccessible page below each stack: an overflow faults instead of corrupting
       void* p =
@@ -237,23 +272,77 @@ class StackPool {
       }
       mprotect(p, page(), PROT_NONE);
       stacks_.push_back(static_cast<char*>(p) + page());
+      dirty_.push_back(1);
+    }
+    if (dirty_[i]) {
+      asan_unpoison(stacks_[i], bytes);
+      dirty_[i] = 0;
     }
     return stacks_[i];
   }
 
+  // Thread t's TSan thread (null in other builds).
+  FRCNN_EMU_NO_TSAN void* tsan_thread(int t) {
+    if (t >= kKeptTsanThreads) {
+      return tsan_create_fiber();
+    }
+    const size_t i = static_cast<size_t>(t);
+    if (tsan_.size() <= i) {
+      tsan_.resize(i + 1, nullptr);
+    }
+    if (tsan_[i] == nullptr) {
+      tsan_[i] = tsan_create_fiber();
+    }
+    return tsan_[i];
+  }
+
+  // After each block. After a misuse every thread's stack and TSan thread is renewed: their
+  // frames were abandoned (TSan's call stack still holds them).
+  FRCNN_EMU_NO_TSAN void block_done(int t, void* tsan_thread, bool misuse) {
+    const size_t i = static_cast<size_t>(t);
+    if (misuse && i < dirty_.size()) {
+      dirty_[i] = 1;
+    }
+    if (t >= kKeptTsanThreads) {
+      tsan_destroy_fiber(tsan_thread);
+    } else if (misuse) {
+      tsan_destroy_fiber(tsan_thread);
+      tsan_[i] = nullptr;
+    }
+  }
+
  private:
-  void release() {
+  void release_stacks() {
     for (char* s : stacks_) {
-      munmap(s - page(), bytes_ + page());
+      munmap(s - page(), stack_bytes_ + page());
     }
     stacks_.clear();
+    dirty_.clear();
   }
   static size_t page() { return static_cast<size_t>(sysconf(_SC_PAGESIZE)); }
+
   std::vector<char*> stacks_;
-  size_t bytes_ = 0;
+  std::vector<uint8_t> dirty_;  // per stack: to be unpoisoned before its next use
+  size_t stack_bytes_ = 0;
+  std::vector<void*> tsan_;
 };
 
-thread_local StackPool t_stacks;
+// Per host thread: what its launches' workers keep, by worker index. Sized by the host before
+// it starts the workers; worker w then touches only element w.
+class HostKeep {
+ public:
+  FRCNN_EMU_NO_TSAN WorkerKeep* worker(size_t w) {
+    while (workers_.size() <= w) {
+      workers_.push_back(std::make_unique<WorkerKeep>());
+    }
+    return workers_[w].get();
+  }
+
+ private:
+  std::vector<std::unique_ptr<WorkerKeep>> workers_;
+};
+
+thread_local HostKeep t_host_keep;
 
 // ----------------------------------------------------------------------------- switching
 FRCNN_EMU_NO_TSAN void enter_fiber(Block& b, Fiber& f) {
@@ -307,6 +396,7 @@ FRCNN_EMU_NO_TSAN void fiber_main() {
     b.scheduler_stack_size = from_size;
   }
   tsan_acquire(&b.launch->start);
+  tsan_acquire(&b.begin);
   b.body(b.context);
   t_fiber->state = State::kExited;
   end_fiber();
@@ -582,6 +672,7 @@ FRCNN_EMU_NO_TSAN void first_deadlocked(Block& b) {
 }
 
 struct WorkerState {
+  WorkerKeep* keep = nullptr;  // this worker's, kept by the host thread
   std::vector<Fiber> fibers;
   std::vector<int> runnable;
   std::vector<int64_t> priority;
@@ -703,17 +794,17 @@ FRCNN_EMU_NO_TSAN std::string run_block(
     f.warp = t / 32;
     f.lane = t % 32;
     f.index = dim3(t % c.block.x, (t / c.block.x) % c.block.y, t / (c.block.x * c.block.y));
-    f.stack = t_stacks.get(static_cast<size_t>(t), cfg.stack_bytes);
-    asan_unpoison(f.stack, cfg.stack_bytes);  // frames abandoned by an earlier misuse
+    f.stack = ws.keep->stack(t, cfg.stack_bytes);
     getcontext(&f.context);
     f.context.uc_stack.ss_sp = f.stack;
     f.context.uc_stack.ss_size = cfg.stack_bytes;
     f.context.uc_link = nullptr;
     makecontext(&f.context, &fiber_main, 0);
-    f.tsan = tsan_create_fiber();
+    f.tsan = ws.keep->tsan_thread(t);
     b.runnable[t] = t;
   }
   b.num_runnable = b.num_threads;
+  tsan_release(&b.begin);
 
   while (b.misuse == Misuse::kNone && b.exited < b.num_threads) {
     if (b.num_runnable == 0) {
@@ -772,7 +863,7 @@ FRCNN_EMU_NO_TSAN std::string run_block(
     }
   }
   for (int t = 0; t < b.num_threads; ++t) {
-    tsan_destroy_fiber(b.fibers[t].tsan);
+    ws.keep->block_done(t, b.fibers[t].tsan, b.misuse != Misuse::kNone);
   }
   tsan_acquire(&b.done);
   std::free(b.dynamic_shared);
@@ -982,10 +1073,11 @@ void run_grid(const LaunchConfig& c, void (*body)(void*), void* context) {
   std::atomic<bool> failed{false};
   std::mutex error_mutex;
   std::string error;
-  auto worker = [&]() {
+  auto worker = [&](WorkerKeep* keep) {
     blockDim = c.block;
     gridDim = c.grid;
     WorkerState ws;
+    ws.keep = keep;
     for (;;) {
       const int64_t i = next.fetch_add(1);
       if (i >= num_blocks || failed.load()) {
@@ -1006,14 +1098,18 @@ void run_grid(const LaunchConfig& c, void (*body)(void*), void* context) {
   const int64_t workers = std::min<int64_t>(std::max<int64_t>(config().workers, 1), num_blocks);
   if (workers == 1) {
     const dim3 saved_block = blockDim, saved_grid = gridDim, saved_idx = blockIdx;
-    worker();
+    worker(t_host_keep.worker(0));
     blockDim = saved_block;
     gridDim = saved_grid;
     blockIdx = saved_idx;
   } else {
+    std::vector<WorkerKeep*> keep;
+    for (int64_t w = 0; w < workers; ++w) {
+      keep.push_back(t_host_keep.worker(static_cast<size_t>(w)));
+    }
     std::vector<std::thread> threads;
     for (int64_t w = 0; w < workers; ++w) {
-      threads.emplace_back(worker);
+      threads.emplace_back(worker, keep[static_cast<size_t>(w)]);
     }
     for (auto& t : threads) {
       t.join();

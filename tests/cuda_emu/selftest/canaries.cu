@@ -85,6 +85,20 @@ __global__ void global_race_kernel(int* out) {
   out[0] = static_cast<int>(threadIdx.x);
 }
 
+// The first thread of every block writes the same global element: a race between blocks (the
+// emulator's two workers run blocks at the same time).
+__global__ void block_race_kernel(int* out) {
+  if (threadIdx.x == 0) {
+    out[0] = static_cast<int>(blockIdx.x);
+  }
+}
+
+// Not broken: every thread writes its own element. Run before each canary (canaries.py) so
+// that the canary's threads run on reused emulator threads, as all but the first launch's do.
+__global__ void warm_up_kernel(int* out) {
+  out[blockIdx.x * blockDim.x + threadIdx.x] = 1;
+}
+
 void shared_overrun(int64_t n) {
   at::Tensor out = at::empty({n}, at::kFloat);
   FRCNN_LAUNCH(
@@ -125,6 +139,18 @@ void global_race(int64_t threads) {
       out.mutable_data_ptr<int>());
 }
 
+void block_race(int64_t blocks) {
+  at::Tensor out = at::zeros({1}, at::kInt);
+  FRCNN_LAUNCH(block_race_kernel, static_cast<unsigned>(blocks), 32, 0, current_stream())(
+      out.mutable_data_ptr<int>());
+}
+
+void warm_up(int64_t blocks) {
+  at::Tensor out = at::zeros({blocks * 256}, at::kInt);
+  FRCNN_LAUNCH(warm_up_kernel, static_cast<unsigned>(blocks), 256, 0, current_stream())(
+      out.mutable_data_ptr<int>());
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {
@@ -134,6 +160,8 @@ TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {
   m.def("canary_static_shared_overrun(int n) -> ()");
   m.def("canary_static_shared_race(int rounds) -> ()");
   m.def("canary_global_race(int threads) -> ()");
+  m.def("canary_block_race(int blocks) -> ()");
+  m.def("canary_warm_up(int blocks) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(FRCNN_FAST_LIBRARY, CompositeExplicitAutograd, m) {
@@ -143,6 +171,8 @@ TORCH_LIBRARY_IMPL(FRCNN_FAST_LIBRARY, CompositeExplicitAutograd, m) {
   m.impl("canary_static_shared_overrun", &static_shared_overrun);
   m.impl("canary_static_shared_race", &static_shared_race);
   m.impl("canary_global_race", &global_race);
+  m.impl("canary_block_race", &block_race);
+  m.impl("canary_warm_up", &warm_up);
 }
 
 }  // namespace frcnn_fast
