@@ -269,6 +269,40 @@ def test_threshold_ties_at_one_ulp(device, dtype, data):
         assert got == ([0, 1] if second_kept else [0]), (thr, float(iou), got)
 
 
+def _sliver_case(side):
+    """Boxes whose second-ranked box j overlaps the first, k, by a sliver 2^-22 wide on its
+    ``side`` ("left" or "right"; unit squares). Box z moves the lowest corner so that an edge of
+    the CPU kernel's grid (which files kept boxes by top-left corner in cells about a box wide)
+    falls inside the sliver, between k's corner and the edge of j's own search window; 40 apart
+    fillers make the group large enough for the grid."""
+    e21, e22 = 2.0**-21, 2.0**-22
+    if side == "right":  # k's left edge just inside j's right edge
+        j, k, z = [0.5, 0.0, 1.5, 1.0], [1.5 - e22, 0.0, 2.5 - e22, 1.0], 0.5 - e21
+    else:  # k's right edge just inside j's left edge
+        j, k, z = [2.5, 0.0, 3.5, 1.0], [1.5 + e22, 0.0, 2.5 + e22, 1.0], 0.5 + e21
+    rows = [k, j, [z, 100.0, z + 1.0, 101.0]]
+    rows += [[j[0], 10.0 + 2 * i, j[2], 11.0 + 2 * i] for i in range(40)]
+    return np.asarray(rows)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=dtype_id)
+@pytest.mark.parametrize("side", ["left", "right", "top", "bottom"])
+def test_sliver_overlap_at_threshold_zero(device, dtype, side):
+    """At iou_threshold 0 any overlap suppresses, however thin. The sliver lies exactly at the
+    edge of the window the CPU kernel searches for suppressors, so that window must reach a
+    little past the box's side, never fall short of it."""
+    rows = _sliver_case("left" if side in ("left", "top") else "right")
+    if side in ("top", "bottom"):
+        rows = rows[:, [1, 0, 3, 2]]  # the same case along y
+    b = to_tensor(rows, dtype, device)
+    s = to_tensor(np.linspace(1.0, 0.0, len(rows)), dtype, device)
+    got = indices(frcnn_fast.nms(b, s, 0.0)).tolist()
+    want = R.nms(to_np(b), to_np(s), 0.0, compute_dtype=compute_dtype(dtype)).tolist()
+    assert got == want and 1 not in got, (got, want)
+    assert 1 not in indices(torchvision.ops.nms(b.cpu(), s.cpu(), 0.0)).tolist()
+
+
 # ============================================================ semantics by hand
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -82,7 +82,7 @@ class HelperPool {
 HelperPool* pool = nullptr;
 std::once_flag pool_once;
 
-void start_pool_in_child() {
+void start_pool() {
   pool = new HelperPool();
 }
 
@@ -90,8 +90,8 @@ void start_pool_in_child() {
 
 void post_to_helpers(const std::shared_ptr<ClaimedPieces>& job, int64_t helpers) {
   std::call_once(pool_once, [] {
-    pool = new HelperPool();
-    pthread_atfork(nullptr, nullptr, start_pool_in_child);
+    start_pool();
+    pthread_atfork(nullptr, nullptr, start_pool);  // in the child
   });
   pool->post(job, helpers);
 }
