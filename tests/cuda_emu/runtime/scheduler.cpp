@@ -300,8 +300,8 @@ class WorkerKeep {
   // frames were abandoned (TSan's call stack still holds them).
   FRCNN_EMU_NO_TSAN void block_done(int t, void* tsan_thread, bool misuse) {
     const size_t i = static_cast<size_t>(t);
-    if (misuse && i < dirty_.size()) {
-      dirty_[i] = 1;
+    if (misuse) {
+      dirty_[i] = 1;  // stack(t) made it
     }
     if (t >= kKeptTsanThreads) {
       tsan_destroy_fiber(tsan_thread);
@@ -327,8 +327,8 @@ class WorkerKeep {
   std::vector<void*> tsan_;
 };
 
-// Per host thread: what its launches' workers keep, by worker index. Sized by the host before
-// it starts the workers; worker w then touches only element w.
+// Per host thread: what its launches' workers keep, by worker index. Only the host thread
+// touches the list (each WorkerKeep has its own allocation); worker w touches only its own.
 class HostKeep {
  public:
   FRCNN_EMU_NO_TSAN WorkerKeep* worker(size_t w) {
@@ -1103,13 +1103,9 @@ void run_grid(const LaunchConfig& c, void (*body)(void*), void* context) {
     gridDim = saved_grid;
     blockIdx = saved_idx;
   } else {
-    std::vector<WorkerKeep*> keep;
-    for (int64_t w = 0; w < workers; ++w) {
-      keep.push_back(t_host_keep.worker(static_cast<size_t>(w)));
-    }
     std::vector<std::thread> threads;
     for (int64_t w = 0; w < workers; ++w) {
-      threads.emplace_back(worker, keep[static_cast<size_t>(w)]);
+      threads.emplace_back(worker, t_host_keep.worker(static_cast<size_t>(w)));
     }
     for (auto& t : threads) {
       t.join();
