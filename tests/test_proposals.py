@@ -1,6 +1,7 @@
 """The proposal layer: equal to torchvision's RegionProposalNetwork.filter_proposals, torch vs
 reference on hypothesis inputs, the padded form equal to the list form, edge cases, bad input."""
 
+import numpy as np
 import pytest
 import torch
 from helpers import DEVICES, check_close, to_np
@@ -12,6 +13,7 @@ from torchvision.models.detection.rpn import RegionProposalNetwork
 import frcnn_fast
 import frcnn_fast.reference as R
 from frcnn_fast.detection import generate_proposals, generate_proposals_padded
+from frcnn_fast.detection.proposals import _top
 
 FEATURES = [(16, 20), (8, 10), (4, 5)]
 STRIDES = [8, 16, 32]
@@ -113,6 +115,55 @@ def test_matches_reference_and_padded(device, case):
         assert int(pc[b]) == n
         assert torch.equal(pb[b, :n], boxes[b]) and torch.equal(ps[b, :n], scores[b])
         assert (pb[b, n:] == 0).all() and (ps[b, n:] == 0).all()
+
+
+FLT_MAX = float(np.finfo(np.float32).max)
+# Values a ranking gets wrong: NaN (ranked as -inf, tied with it), both infinities next to the
+# largest finite values (which must stay distinct from them), signed zeros (equal).
+SPECIAL = [float("nan"), float("inf"), float("-inf"), FLT_MAX, -FLT_MAX, 0.0, -0.0, 1.0, -1.0]
+
+
+@st.composite
+def rows_to_rank(draw):
+    b, n = draw(st.integers(1, 3)), draw(st.integers(1, 40))
+    kind = draw(st.sampled_from(["distinct", "ties", "special"]))
+    if kind == "distinct":  # the CPU shortcut: no tie, no NaN
+        keys = np.stack([np.random.default_rng(draw(st.integers(0, 2**16))).permutation(n)
+                         for _ in range(b)]).astype(np.float32)  # fmt: skip
+    else:
+        pool = [0.5, 1.5, 2.5] if kind == "ties" else SPECIAL
+        keys = np.array(draw(st.lists(st.sampled_from(pool), min_size=b * n, max_size=b * n)))
+        keys = keys.astype(np.float32).reshape(b, n)
+    return keys, draw(st.integers(0, n))
+
+
+@given(case=rows_to_rank())
+def test_top_is_the_stable_descending_order(case):
+    # The reference's ranking, cut at k. Distinct keys take the CPU shortcut; ties at the
+    # boundary or inside the k, NaN and the infinities take the exact path, the one CUDA runs.
+    keys, k = case
+    expected = np.stack([R.proposals._rank(row)[:k] for row in keys])
+    assert _top(torch.as_tensor(keys), k).tolist() == expected.tolist()
+
+
+def test_top_reads_nothing_on_the_host_off_cpu():
+    # The padded form promises no host sync on CUDA: reading a meta tensor's value raises, so
+    # a shortcut taken off CPU would fail here.
+    keys = torch.empty((2, 50), device="meta")
+    assert _top(keys, 7).shape == (2, 7)
+
+
+@pytest.mark.parametrize("tie_at", ["boundary", "inside", "after"])
+def test_top_shortcut_and_exact_path_agree_on_one_tie(tie_at):
+    # One tie among otherwise distinct keys: at the k-th/k+1-th place (the set itself is
+    # ambiguous), inside the k (their order is), or just after (harmless): each compared with
+    # the reference on both sides of the shortcut.
+    n, k = 30, 10
+    keys = np.arange(n, 0, -1, dtype=np.float32)
+    keys[{"boundary": k - 1, "inside": 4, "after": k}[tie_at]] -= 1.0  # equal to the next one
+    keys = keys[None, ::-1].copy()  # ascending: the best are last, the first tied one wins
+    expected = R.proposals._rank(keys[0])[:k]
+    assert _top(torch.as_tensor(keys), k)[0].tolist() == expected.tolist()
 
 
 @pytest.mark.parametrize("device", DEVICES)

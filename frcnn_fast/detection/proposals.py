@@ -62,19 +62,37 @@ def _check_inputs(
     return sizes, per_level
 
 
+def _nan_as_lowest(keys: Tensor) -> Tensor:
+    """NaN replaced by -inf (tied with it); every other value, infinities included, kept."""
+    return torch.where(torch.isnan(keys), float("-inf"), keys)
+
+
 def _rank(keys: Tensor) -> Tensor:
     """Stable descending order of each row, NaN ranked as -inf."""
-    keys = torch.nan_to_num(keys, nan=float("-inf"))
-    return torch.sort(keys, dim=1, descending=True, stable=True).indices
+    return torch.sort(_nan_as_lowest(keys), dim=1, descending=True, stable=True).indices
 
 
 def _top(keys: Tensor, k: int) -> Tensor:
-    """``_rank(keys)[:, :k]`` without sorting whole rows: the k-th largest key by ``topk``, the
-    keys above it and the first tied ones in index order, then a stable sort of those k."""
+    """``_rank(keys)[:, :k]`` without sorting whole rows.
+
+    On CPU, first one ``topk`` of k + 1: when its values hold no NaN and no two equal ones, the
+    k best are strictly above every other key and distinct, so their order is the stable one.
+    That is the usual case for real logits, and it is one pass over the row on the calling
+    thread, where the exact path below is a dozen passes, most of them forked to the intra-op
+    threads (each fork a stall on a busy machine). Elsewhere (CUDA), and whenever there is a
+    tie or a NaN, the exact path: the k-th largest key by ``topk``, the keys above it and the
+    first tied ones in index order, then a stable sort of those k. The branch reads the values
+    on the host, which CUDA graphs and the padded form's no-sync promise forbid, so only CPU
+    takes it."""
     n = keys.shape[1]
     if k == 0 or k >= n:
         return _rank(keys)[:, :k]
-    keys = torch.nan_to_num(keys, nan=float("-inf"))
+    if keys.device.type == "cpu":
+        values, idx = torch.topk(keys, k + 1, dim=1)
+        # topk ranks NaN above everything: a row with a NaN has it first
+        if not bool(torch.isnan(values[:, 0]).any() | (values[:, 1:] == values[:, :-1]).any()):
+            return idx[:, :k]
+    keys = _nan_as_lowest(keys)
     kth = torch.topk(keys, k, dim=1, sorted=False).values.amin(dim=1, keepdim=True)
     above = keys > kth
     tied = keys == kth
