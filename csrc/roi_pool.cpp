@@ -28,6 +28,18 @@ void check_roi_pool_backward_inputs(
       argmax.device(), " and ", grad.device());
 }
 
+void check_roi_pool_backward_recompute_inputs(
+    const at::Tensor& grad, const at::Tensor& input, const at::Tensor& boxes,
+    double spatial_scale) {
+  check_feature_map(input, "input");
+  check_rois(boxes, input, "input");
+  check_spatial_scale(spatial_scale);
+  TORCH_CHECK(
+      grad.defined() && grad.dim() == 4, "grad must have shape [K, C, PH, PW], got ", grad.sizes());
+  check_output_size(grad.size(2), grad.size(3));
+  check_pooled_grad(grad, boxes, input.size(1), grad.size(2), grad.size(3));
+}
+
 TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {
   // `deterministic` selects the backward algorithm (saved for _roi_pool_backward); the
   // forward itself is deterministic everywhere.
@@ -46,6 +58,13 @@ TORCH_LIBRARY_FRAGMENT(FRCNN_FAST_LIBRARY, m) {
       m,
       "_roi_pool_backward(Tensor grad, Tensor boxes, Tensor argmax, SymInt batch_size, "
       "SymInt channels, SymInt height, SymInt width, bool channels_last, bool deterministic) "
+      "-> Tensor");
+  // The gradient of roi_pool_inference on backends that recompute each bin's argmax from the
+  // input instead of storing it (CPU): the same bits as _roi_pool_backward with the argmax of
+  // roi_pool, without that int64 tensor in memory between forward and backward.
+  define_op(
+      m,
+      "_roi_pool_backward_recompute(Tensor grad, Tensor input, Tensor boxes, float spatial_scale) "
       "-> Tensor");
 }
 

@@ -12,6 +12,8 @@ void check_roi_pool_inputs(
 void check_roi_pool_backward_inputs(
     const at::Tensor& grad, const at::Tensor& boxes, const at::Tensor& argmax, int64_t batch_size,
     int64_t channels, int64_t height, int64_t width);
+void check_roi_pool_backward_recompute_inputs(
+    const at::Tensor& grad, const at::Tensor& input, const at::Tensor& boxes, double spatial_scale);
 
 // A backend's forward: pools `boxes` on `input` into `out` and, unless `argmax` is undefined,
 // each bin's max cell into `argmax`.

@@ -103,6 +103,11 @@ def _roi_pool_backward(
     return _grad_map(grad, (batch_size, channels, height, width), channels_last)
 
 
+@register_fake("frcnn_fast::_roi_pool_backward_recompute")
+def _roi_pool_backward_recompute(grad, input, boxes, spatial_scale):
+    return _grad_map(grad, input.shape, channels_last(input))
+
+
 @register_fake("frcnn_fast::roi_align")
 def _roi_align(
     input,

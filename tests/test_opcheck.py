@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import REAL_DEVICES, random_boxes, registered_ops
+from helpers import CPU_ONLY_OPS, REAL_DEVICES, random_boxes, registered_ops
 
 import frcnn_fast  # noqa: F401  (loads _C and registers torch.ops.frcnn_fast.*)
 
@@ -206,6 +206,8 @@ def _roi_samples(name, device):
         if name == "_roi_pool_backward":
             _, argmax = torch.ops.frcnn_fast.roi_pool(x, r, s, ph, pw, False)
             out.append((g, r, argmax, n, c, h, w, cl, True))
+        elif name == "_roi_pool_backward_recompute":
+            out.append((g, x, r, s))
         elif name == "_roi_align_backward":
             out.append((g, r, s, ph, pw, n, c, h, w, -1, False, cl, False))
         else:
@@ -235,8 +237,14 @@ def _roi_samples(name, device):
 @pytest.mark.parametrize("name", OPS)
 def test_opcheck(name, device):
     op = getattr(torch.ops.frcnn_fast, name).default
+    if name in CPU_ONLY_OPS and device != "cpu":
+        pytest.skip(f"{name} has a CPU kernel only: {CPU_ONLY_OPS[name]}")
+    # roi_pool_inference has a gradient on CPU only (recomputed argmax)
+    differentiable = ("roi_pool", "roi_align", "multilevel_roi_align") + (
+        ("roi_pool_inference",) if device == "cpu" else ()
+    )
     for args in samples(name, device):
-        if name in ("roi_pool", "roi_align", "multilevel_roi_align"):
+        if name in differentiable:
             # exercise the registered autograd formula: gradients w.r.t. the feature maps
             maps = args[0] if isinstance(args[0], list) else [args[0]]
             for m in maps:
@@ -267,6 +275,7 @@ def test_all_ops_registered():
         "roi_pool": "roi_pool(Tensor input, Tensor boxes, float spatial_scale, SymInt pooled_height, SymInt pooled_width, bool deterministic) -> (Tensor, Tensor)",
         "roi_pool_inference": "roi_pool_inference(Tensor input, Tensor boxes, float spatial_scale, SymInt pooled_height, SymInt pooled_width) -> Tensor",
         "_roi_pool_backward": "_roi_pool_backward(Tensor grad, Tensor boxes, Tensor argmax, SymInt batch_size, SymInt channels, SymInt height, SymInt width, bool channels_last, bool deterministic) -> Tensor",
+        "_roi_pool_backward_recompute": "_roi_pool_backward_recompute(Tensor grad, Tensor input, Tensor boxes, float spatial_scale) -> Tensor",
         "roi_align": "roi_align(Tensor input, Tensor boxes, float spatial_scale, SymInt pooled_height, SymInt pooled_width, int sampling_ratio, bool aligned, bool deterministic) -> Tensor",
         "_roi_align_backward": "_roi_align_backward(Tensor grad, Tensor boxes, float spatial_scale, SymInt pooled_height, SymInt pooled_width, SymInt batch_size, SymInt channels, SymInt height, SymInt width, int sampling_ratio, bool aligned, bool channels_last, bool deterministic) -> Tensor",
         "multilevel_roi_align": "multilevel_roi_align(Tensor[] inputs, Tensor boxes, Tensor levels, float[] spatial_scales, SymInt pooled_height, SymInt pooled_width, int sampling_ratio, bool aligned, bool deterministic) -> Tensor",

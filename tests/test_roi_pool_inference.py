@@ -1,6 +1,9 @@
-"""roi_pool without gradients: the wrapper runs roi_pool_inference (no argmax) under
-torch.no_grad() or for an input that does not require grad, with the same output bits and
-layout as the differentiable op, on every backend."""
+"""roi_pool without a stored argmax: the wrapper runs roi_pool_inference (no argmax) under
+torch.no_grad(), for an input that does not require grad, and on CPU always, with the same
+output bits and layout as the op with argmax, on every backend; on CPU its backward recomputes
+the argmax from the input and gives the same gradient bits as the stored-argmax backward."""
+
+import importlib
 
 import pytest
 import torch
@@ -11,6 +14,10 @@ from roi_helpers import LAYOUTS, SCALES, boxes_arg, feature_maps, make_input, ro
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import frcnn_fast
+from frcnn_fast.ops._roi import channels_last
+
+ROI_POOL_MODULE = importlib.import_module("frcnn_fast.ops.roi_pool")
+ops = torch.ops.frcnn_fast
 
 
 class _OpLog(TorchDispatchMode):
@@ -55,30 +62,100 @@ def test_no_grad_output_is_the_differentiable_output(device, dtype, data, layout
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-def test_the_wrapper_picks_the_op_by_grad_mode(layout):
+def test_the_wrapper_picks_the_op_by_grad_mode(layout, monkeypatch):
     x = make_input(torch.randn(2, 3, 9, 9).numpy(), torch.float32, "cpu", layout)
     rois = torch.tensor([[0, 1.0, 1.0, 6.0, 7.0], [1, 0.0, 2.0, 8.0, 8.0]])
 
-    def ops(inp, grad_mode=True):
+    def ops_called(inp, grad_mode=True):
         with torch.set_grad_enabled(grad_mode), _OpLog() as log:
-            frcnn_fast.roi_pool(inp, rois, 3, 1.0)
+            out = frcnn_fast.roi_pool(inp, rois, 3, 1.0)
+            if out.requires_grad:
+                out.sum().backward()
         return log.ops
 
-    assert ops(x.detach().requires_grad_()) == ["roi_pool"]
-    assert ops(x.detach().requires_grad_(), grad_mode=False) == ["roi_pool_inference"]
-    assert ops(x) == ["roi_pool_inference"]
+    # CPU: never an argmax, the backward recomputes it
+    assert ops_called(x.detach().requires_grad_()) == [
+        "roi_pool_inference",
+        "_roi_pool_backward_recompute",
+    ]
+    assert ops_called(x.detach().requires_grad_(), grad_mode=False) == ["roi_pool_inference"]
+    assert ops_called(x) == ["roi_pool_inference"]
     # The module form too (what an eval-mode detector runs).
     with torch.no_grad(), _OpLog() as log:
         frcnn_fast.RoIPool(3, 1.0)(x, rois)
     assert log.ops == ["roi_pool_inference"]
+    # A backend that stores the argmax (CUDA; the same tensors stand in for it here)
+    monkeypatch.setattr(ROI_POOL_MODULE, "RECOMPUTE_ARGMAX_ON", ())
+    assert ops_called(x.detach().requires_grad_()) == ["roi_pool", "_roi_pool_backward"]
+    assert ops_called(x) == ["roi_pool_inference"]
 
 
-def test_roi_pool_inference_has_no_gradient():
+def test_roi_pool_inference_has_no_gradient_where_the_argmax_is_stored(monkeypatch):
+    monkeypatch.setattr(ROI_POOL_MODULE, "RECOMPUTE_ARGMAX_ON", ())
     x = torch.randn(1, 2, 6, 6, requires_grad=True)
     rois = torch.tensor([[0, 1.0, 1.0, 4.0, 4.0]])
-    out = torch.ops.frcnn_fast.roi_pool_inference(x, rois, 1.0, 2, 2)
+    out = ops.roi_pool_inference(x, rois, 1.0, 2, 2)
     with pytest.raises(RuntimeError, match="roi_pool_inference has no argmax"):
         out.sum().backward()
+
+
+GRAD_LAYOUTS = ["contiguous", "channels_last", "transposed"]
+
+
+def _grad_in(g, layout):
+    if layout == "channels_last":
+        return g.contiguous(memory_format=torch.channels_last)
+    if layout == "transposed":  # neither layout: the kernel copies it
+        return g.transpose(2, 3).contiguous().transpose(2, 3)
+    return g
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads", [1, 2])
+@given(
+    data=st.data(),
+    layout=st.sampled_from(["contiguous", "channels_last"]),
+    grad_layout=st.sampled_from(GRAD_LAYOUTS),
+)
+def test_recomputed_argmax_gives_the_stored_argmax_gradient(
+    dtype, threads, data, layout, grad_layout
+):
+    # The same bits as _roi_pool_backward with roi_pool's argmax, on the suite's feature maps
+    # (ReLU-like zeros, -inf cells, constant planes: ties everywhere), every gradient layout.
+    x = data.draw(feature_maps(), label="x")
+    scale = data.draw(SCALES, label="spatial_scale")
+    rois = data.draw(roi_sets(x.shape[0], x.shape[2], x.shape[3], scale), label="rois")
+    pooled = data.draw(st.tuples(st.integers(1, 4), st.integers(1, 4)), label="output_size")
+    inp = make_input(x, dtype, "cpu", layout)
+    boxes, _ = boxes_arg(rois, "tensor", x.shape[0], dtype, "cpu")
+    out, argmax = ops.roi_pool(inp, boxes, scale, *pooled, False)
+    g = torch.randint(-8, 9, out.shape, generator=torch.Generator().manual_seed(len(rois)))
+    grad = _grad_in(g.to(dtype), grad_layout)
+    cl = channels_last(inp)  # as autograd saves it (a size-1 dimension can make both true)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        expected = ops._roi_pool_backward(grad, boxes, argmax, *inp.shape, cl, True)
+        got = ops._roi_pool_backward_recompute(grad, inp, boxes, scale)
+    finally:
+        torch.set_num_threads(previous)
+    _same_bits(got, expected)
+
+
+def test_recompute_rejects_bad_input():
+    x = torch.randn(2, 3, 8, 8)
+    rois = torch.tensor([[0, 1.0, 1.0, 6.0, 7.0]])
+    g = torch.ones(1, 3, 2, 2)
+    with pytest.raises(RuntimeError, match=r"grad must have shape \[1, 3, 2, 2\]"):
+        ops._roi_pool_backward_recompute(torch.ones(1, 4, 2, 2), x, rois, 1.0)
+    with pytest.raises(RuntimeError, match=r"grad must have shape \[K, C, PH, PW\]"):
+        ops._roi_pool_backward_recompute(g[0], x, rois, 1.0)
+    with pytest.raises(RuntimeError, match="output_size must be positive"):
+        ops._roi_pool_backward_recompute(torch.ones(1, 3, 0, 2), x, rois, 1.0)
+    with pytest.raises(RuntimeError, match="batch index"):
+        ops._roi_pool_backward_recompute(g, x, torch.tensor([[5, 1.0, 1.0, 6.0, 7.0]]), 1.0)
+    with pytest.raises(RuntimeError, match="dtype"):
+        ops._roi_pool_backward_recompute(g.double(), x, rois, 1.0)
 
 
 def test_compiled_no_grad_matches_eager():

@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <tuple>
@@ -52,21 +53,54 @@ void pool_bins(
   }
 }
 
+// The max of one bin over `len` channels of a channels-last image (`x0`: the bin's first
+// channel at cell 0; `c_n`: the cell stride), into m[0, len) and, with kArgmax, the first cell
+// holding it into a[0, len). The forward and the recomputing backward both run this, so they
+// compare the same values in the same order and agree on every argmax, ties included. The loop
+// over contiguous channels vectorises: the cell index is kept as Index (int32 whenever H*W
+// fits), so the compare mask of the float values selects it directly, lane for lane; an int64
+// index would need widening and keeps GCC from vectorising on baseline x86-64.
+template <typename scalar_t, typename G, typename Index, bool kArgmax>
+inline void bin_max(
+    const scalar_t* x0, int64_t c_n, const Bin& bin, int64_t width, int64_t len, G* __restrict m,
+    Index* __restrict a) {
+  // Start of every max, as in Caffe/torchvision: a bin whose values are all NaN or -inf
+  // reports this value with argmax -1 (and so passes no gradient).
+  const G lowest = std::numeric_limits<G>::lowest();
+  const bool empty = bin.h1 <= bin.h0 || bin.w1 <= bin.w0;
+  for (int64_t c = 0; c < len; ++c) {
+    m[c] = empty ? G(0) : lowest;
+    if constexpr (kArgmax) a[c] = Index(-1);
+  }
+  for (int64_t h = bin.h0; h < bin.h1; ++h) {
+    for (int64_t w = bin.w0; w < bin.w1; ++w) {
+      const scalar_t* __restrict x = x0 + (h * width + w) * c_n;
+      const Index cell = static_cast<Index>(h * width + w);
+      for (int64_t c = 0; c < len; ++c) {
+        // Written as a bit mask, not `more ? cell : a[c]`: GCC if-converts (vectorises) only
+        // this form. NaN compares false, so it never replaces the max.
+        const G v = static_cast<G>(x[c]);
+        const G mc = m[c];
+        m[c] = v > mc ? v : mc;
+        if constexpr (kArgmax) {
+          const Index mask = -static_cast<Index>(v > mc);
+          a[c] = static_cast<Index>((cell & mask) | (a[c] & ~mask));
+        }
+      }
+    }
+  }
+}
+
 // Forward over a channels-last (NHWC) image: for each bin, a running max per channel over the
-// bin's cells, the loop over contiguous channels vectorises (the cell index is kept as Index --
-// int32 whenever H*W fits -- so the compare mask of the float values selects it directly, lane
-// for lane; an int64 index would need widening and keeps GCC from vectorising on baseline
-// x86-64). Output is written NHWC, or NCHW (`nchw_out`) through a per-RoI transpose buffer, so
-// an NCHW input runs this kernel on a one-off channels-last copy. Without kArgmax (inference)
-// no cell index is tracked or stored; the max is the same.
+// bin's cells (bin_max). Output is written NHWC, or NCHW (`nchw_out`) through a per-RoI
+// transpose buffer, so an NCHW input runs this kernel on a one-off channels-last copy. Without
+// kArgmax (inference, and the forward of a CPU backward that recomputes) no cell index is
+// tracked or stored; the max is the same.
 template <typename scalar_t, typename Index, bool kArgmax>
 void forward_nhwc(
     const scalar_t* input, const scalar_t* boxes, const std::vector<int64_t>& batch_index,
     const RoiParams& p, bool nchw_out, scalar_t* out, int64_t* argmax) {
   using G = at::opmath_type<scalar_t>;
-  // Start of every max, as in Caffe/torchvision: a bin whose values are all NaN or -inf
-  // reports this value with argmax -1 (and so passes no gradient).
-  const G lowest = std::numeric_limits<G>::lowest();
   const int64_t c_n = p.channels, height = p.height, width = p.width;
   const int64_t bins_n = p.bins();
   const int64_t plane = height * width;
@@ -84,29 +118,7 @@ void forward_nhwc(
       G* __restrict m = best.data();
       Index* __restrict a = where.data();
       for (int64_t b = 0; b < bins_n; ++b) {
-        const Bin& bin = bins[b];
-        const bool empty = bin.h1 <= bin.h0 || bin.w1 <= bin.w0;
-        for (int64_t c = 0; c < c_n; ++c) {
-          m[c] = empty ? G(0) : lowest;
-          if constexpr (kArgmax) a[c] = Index(-1);
-        }
-        for (int64_t h = bin.h0; h < bin.h1; ++h) {
-          for (int64_t w = bin.w0; w < bin.w1; ++w) {
-            const scalar_t* __restrict x = image + (h * width + w) * c_n;
-            const Index cell = static_cast<Index>(h * width + w);
-            for (int64_t c = 0; c < c_n; ++c) {
-              // Written as a bit mask, not `more ? cell : a[c]`: GCC if-converts (vectorises)
-              // only this form. NaN compares false, so it never replaces the max.
-              const G v = static_cast<G>(x[c]);
-              const G mc = m[c];
-              m[c] = v > mc ? v : mc;
-              if constexpr (kArgmax) {
-                const Index mask = -static_cast<Index>(v > mc);
-                a[c] = static_cast<Index>((cell & mask) | (a[c] & ~mask));
-              }
-            }
-          }
-        }
+        bin_max<scalar_t, G, Index, kArgmax>(image, c_n, bins[b], width, c_n, m, a);
         scalar_t* __restrict o = nchw_out ? out_t.data() + b * c_n : out + (k * bins_n + b) * c_n;
         for (int64_t c = 0; c < c_n; ++c) o[c] = static_cast<scalar_t>(m[c]);
         if constexpr (kArgmax) {
@@ -197,6 +209,68 @@ void backward(
   });
 }
 
+// Backward without a stored argmax: each task recomputes the argmax of its RoIs' bins for its
+// channel block from the (channels-last) input with the forward's bin_max, then adds each
+// bin's gradient at that cell. The forward then writes no int64 argmax (as large as the
+// output, twice its bytes in float32) and the backward reads none: recomputing a bin's max
+// costs less than streaming its argmax in, for the few cells of a bin. Same tasks and the same
+// (RoI index, bin) order per cell as `backward`, and the same argmax: the same bits. The sums
+// go to a channels-last map whatever the layout (a bin's adds then touch a few cells' runs of
+// contiguous channels, where NCHW planes would put each channel's add on its own cache line);
+// an NCHW gradient is read through a per-RoI transpose buffer for the same reason.
+template <typename scalar_t, typename Index>
+void backward_recompute(
+    const scalar_t* input, const scalar_t* boxes, const scalar_t* grad, const GradStrides& gs,
+    const std::vector<int64_t>& batch_index, const RoiParams& p,
+    at::opmath_type<scalar_t>* grad_input) {
+  using G = at::opmath_type<scalar_t>;
+  const int64_t batch_size = p.batch_size, c_n = p.channels;
+  const int64_t height = p.height, width = p.width, plane = height * width;
+  const int64_t bins_n = p.bins();
+  const RoisByImage by_image = group_by_image(batch_index, batch_size);
+  const int64_t block = streaming_channel_block(c_n, batch_size);
+  const int64_t blocks = (c_n + block - 1) / block;
+  const int64_t grain =
+      backward_grain(static_cast<int64_t>(batch_index.size()), batch_size, bins_n, block);
+  // An NCHW gradient ([channel][bin] per RoI); otherwise channels-last, gs.channel == 1.
+  const bool transpose_grad = gs.bin == 1;
+  parallel_for_work(batch_size * blocks, grain, [&](int64_t t0, int64_t t1) {
+    std::vector<Bin> bins;
+    std::vector<G> best(block);
+    std::vector<Index> where(block);
+    std::vector<scalar_t> grad_t(transpose_grad ? bins_n * block : 0);  // [bin][channel]
+    for (int64_t task = t0; task < t1; ++task) {
+      const int64_t n = task / blocks;
+      const int64_t c0 = (task % blocks) * block;
+      const int64_t len = std::min(block, c_n - c0);
+      const scalar_t* image = input + n * c_n * plane + c0;
+      G* acc = grad_input + n * c_n * plane + c0;
+      for (int64_t i = by_image.offsets[n]; i < by_image.offsets[n + 1]; ++i) {
+        const int64_t k = by_image.order[i];
+        pool_bins<G>(
+            boxes + 5 * k + 1, p.spatial_scale, p.pooled_h, p.pooled_w, height, width, bins);
+        const scalar_t* gk = grad + k * gs.roi + c0 * gs.channel;
+        if (transpose_grad) {
+          for (int64_t c = 0; c < len; ++c) {
+            for (int64_t b = 0; b < bins_n; ++b) grad_t[b * len + c] = gk[c * gs.channel + b];
+          }
+        }
+        for (int64_t b = 0; b < bins_n; ++b) {
+          bin_max<scalar_t, G, Index, true>(
+              image, c_n, bins[b], width, len, best.data(), where.data());
+          // The bin's gradient for the block, contiguous: transposed, or channels-last as given.
+          const scalar_t* __restrict gb =
+              transpose_grad ? grad_t.data() + b * len : gk + b * gs.bin;
+          for (int64_t c = 0; c < len; ++c) {
+            const int64_t a = static_cast<int64_t>(where[c]);
+            if (a >= 0) acc[a * c_n + c] += static_cast<G>(gb[c]);
+          }
+        }
+      }
+    }
+  });
+}
+
 // Both layouts run the vectorised channels-last kernel: an NCHW input is copied to
 // channels-last once (one pass over the map, small next to scanning K*C*PH*PW bins) and the
 // result is written NCHW. Outputs keep the input's layout. `argmax` undefined: inference.
@@ -267,12 +341,62 @@ at::Tensor roi_pool_backward_cpu(
   return finish_grad_map(acc, dtype);
 }
 
+// The gradient of roi_pool_inference: the argmax recomputed from the input (see
+// backward_recompute), the result in the input's layout.
+at::Tensor roi_pool_backward_recompute_cpu(
+    const at::Tensor& grad_in, const at::Tensor& input_in, const at::Tensor& boxes_in,
+    double spatial_scale) {
+  check_roi_pool_backward_recompute_inputs(grad_in, input_in, boxes_in, spatial_scale);
+  const bool channels_last = use_channels_last(input_in);
+  const at::Tensor grad =
+      grad_in.is_contiguous() || grad_in.is_contiguous(at::MemoryFormat::ChannelsLast)
+      ? grad_in
+      : grad_in.contiguous(memory_format_of(channels_last));
+  const bool nchw_grad = grad.is_contiguous();
+  const at::Tensor input = input_in.contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor boxes = boxes_in.contiguous();
+  const RoiParams p = pool_params(
+      input.size(0), input.size(1), input.size(2), input.size(3), spatial_scale, grad.size(2),
+      grad.size(3), channels_last);
+  const std::vector<int64_t> batch = roi_batch_indices(boxes, p.batch_size);
+  const auto dtype = grad.scalar_type();
+  // Summed channels-last (see backward_recompute), returned in the input's layout.
+  at::Tensor acc = zeroed_grad_map(input.sizes(), grad, at::MemoryFormat::ChannelsLast);
+  if (grad.numel() > 0 && acc.numel() > 0) {
+    const bool small_plane = p.height * p.width <= std::numeric_limits<int32_t>::max();
+    FRCNN_DISPATCH_FLOATING_TYPES(dtype, "roi_pool_backward_recompute_cpu", [&] {
+      using G = at::opmath_type<scalar_t>;
+      const int64_t bins_n = p.bins();
+      const GradStrides gs = nchw_grad ? GradStrides{p.channels * bins_n, bins_n, 1}
+                                       : GradStrides{p.channels * bins_n, 1, p.channels};
+      const auto run = [&](auto index_tag) {
+        backward_recompute<scalar_t, decltype(index_tag)>(
+            input.const_data_ptr<scalar_t>(), boxes.const_data_ptr<scalar_t>(),
+            grad.const_data_ptr<scalar_t>(), gs, batch, p, acc.mutable_data_ptr<G>());
+      };
+      if (small_plane) {
+        run(int32_t{});
+      } else {
+        run(int64_t{});
+      }
+    });
+  }
+  if (!channels_last) {
+    // A fresh NCHW tensor, not acc.contiguous(): that would keep acc's strides where a size-1
+    // dimension lets a channels-last tensor pass as contiguous.
+    acc = at::empty(acc.sizes(), acc.options().memory_format(at::MemoryFormat::Contiguous))
+              .copy_(acc);
+  }
+  return finish_grad_map(acc, dtype);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(frcnn_fast, CPU, m) {
   m.impl("roi_pool", &Entries::roi_pool);
   m.impl("roi_pool_inference", &Entries::roi_pool_inference);
   m.impl("_roi_pool_backward", &roi_pool_backward_cpu);
+  m.impl("_roi_pool_backward_recompute", &roi_pool_backward_recompute_cpu);
 }
 
 }  // namespace frcnn_fast

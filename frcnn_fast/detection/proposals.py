@@ -82,12 +82,12 @@ def _top(keys: Tensor, k: int) -> Tensor:
     threads (each fork a stall on a busy machine). Elsewhere (CUDA), and whenever there is a
     tie or a NaN, the exact path: the k-th largest key by ``topk``, the keys above it and the
     first tied ones in index order, then a stable sort of those k. The branch reads the values
-    on the host, which CUDA graphs and the padded form's no-sync promise forbid, so only CPU
-    takes it."""
+    on the host, which CUDA graphs, the padded form's no-sync promise and a ``fullgraph``
+    compile forbid, so only eager CPU takes it."""
     n = keys.shape[1]
     if k == 0 or k >= n:
         return _rank(keys)[:, :k]
-    if keys.device.type == "cpu":
+    if keys.device.type == "cpu" and not torch.compiler.is_compiling():
         values, idx = torch.topk(keys, k + 1, dim=1)
         # topk ranks NaN above everything: a row with a NaN has it first
         if not bool(torch.isnan(values[:, 0]).any() | (values[:, 1:] == values[:, :-1]).any()):

@@ -17,6 +17,16 @@ from ._roi import (
     rois_for,
 )
 
+# Device types whose roi_pool backward recomputes each bin's argmax from the input, so that the
+# forward computes and stores none (the CPU: a bin's few cells cost less to rescan than its
+# int64 argmax to stream back in). The CUDA emulator (tests/cuda_emu), whose CPU tensors stand
+# for CUDA ones, empties it while it runs, so that the CUDA path is the one it tests.
+RECOMPUTE_ARGMAX_ON = ("cpu",)
+
+
+def _recomputes_argmax(input: Tensor) -> bool:
+    return input.device.type in RECOMPUTE_ARGMAX_ON
+
 
 @torch.fx.wrap
 def roi_pool(
@@ -32,8 +42,9 @@ def roi_pool(
     ``Tensor[Ki, 4]``, in image coordinates; ``spatial_scale`` maps them onto ``input``.
     Differentiable in ``input``. ``deterministic`` (default
     ``torch.are_deterministic_algorithms_enabled()``) asks for a backward that gives the same
-    bits on every run; the CPU backward always does. Under ``torch.no_grad()`` or for an input
-    that does not require grad it runs ``roi_pool_inference``, which skips the argmax. A
+    bits on every run; the CPU backward always does. Under ``torch.no_grad()``, for an input
+    that does not require grad, and on CPU it runs ``roi_pool_inference``, which skips the
+    argmax; its CPU backward recomputes the argmax from the input, with the same bits. A
     quantized ``input`` is pooled in float and requantized with its scale and zero point (max
     pooling commutes with the affine map). Leaf of ``torch.fx`` traces; compiles with
     ``torch.jit.script``.
@@ -64,10 +75,11 @@ def roi_pool(
     ph, pw = check_output_size(output_size)
     scale = check_scale(spatial_scale)
     det = resolve_deterministic(deterministic)
-    if torch.is_grad_enabled() and input.requires_grad:
+    if torch.is_grad_enabled() and input.requires_grad and not _recomputes_argmax(input):
         return torch.ops.frcnn_fast.roi_pool.default(input, rois, scale, ph, pw, det)[0]
-    # No gradient will flow back: the forward without argmax (same output bits), which neither
-    # computes nor stores the int64 argmax that only the backward reads.
+    # No argmax: either no gradient will flow back, or the backend is the CPU, whose backward
+    # recomputes each bin's argmax from the input (the same comparisons, so the same bits).
+    # Neither computes nor stores the int64 argmax, twice the output's bytes in float32.
     return torch.ops.frcnn_fast.roi_pool_inference.default(input, rois, scale, ph, pw)
 
 
@@ -94,21 +106,33 @@ no_double_backward("frcnn_fast::_roi_pool_backward", "roi_pool")
 
 
 def _inference_setup_context(ctx, inputs, output):
-    pass
+    input, rois, scale, _ph, _pw = inputs
+    ctx.recompute = _recomputes_argmax(input)
+    if ctx.recompute:
+        ctx.save_for_backward(input, rois)
+        ctx.spatial_scale = scale
 
 
 def _inference_backward(ctx, grad):
-    raise RuntimeError(
-        "roi_pool_inference has no argmax and so no gradient: call frcnn_fast.roi_pool, which "
-        "picks roi_pool when the input requires grad"
+    if not ctx.recompute:
+        raise RuntimeError(
+            "roi_pool_inference has no argmax and so no gradient off CPU: call "
+            "frcnn_fast.roi_pool, which picks roi_pool when the input requires grad"
+        )
+    input, rois = ctx.saved_tensors
+    grad_input = torch.ops.frcnn_fast._roi_pool_backward_recompute.default(
+        grad, input, rois, ctx.spatial_scale
     )
+    return grad_input, None, None, None, None
 
 
-# Registered so that a direct call on an input that requires grad fails clearly at backward
-# instead of returning a silently missing gradient.
+# On CPU the backward recomputes the argmax from the saved input; elsewhere it is registered so
+# that a direct call on an input that requires grad fails clearly at backward instead of
+# returning a silently missing gradient.
 torch.library.register_autograd(
     "frcnn_fast::roi_pool_inference", _inference_backward, setup_context=_inference_setup_context
 )
+no_double_backward("frcnn_fast::_roi_pool_backward_recompute", "roi_pool")
 
 
 class RoIPool(nn.Module):

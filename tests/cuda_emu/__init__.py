@@ -17,6 +17,7 @@ Which build is loaded: ``FRCNN_CUDA_EMU_VARIANT`` = ``plain`` (default), ``addre
 
 import contextlib
 import functools
+import importlib
 import os
 import zlib
 
@@ -114,8 +115,15 @@ def emulated(seed=0, workers=2, max_grid_dim=0, schedule="mixed", pct_depth=3):
         schedule=schedule,
         pct_depth=pct_depth,
     )
+    # CPU tensors stand for CUDA ones here: roi_pool must take the path it takes on CUDA (the
+    # stored argmax), not the CPU's recomputing backward, which has no CUDA kernel.
+    # (the module, not the function of the same name that frcnn_fast.ops exports)
+    roi_pool_module = importlib.import_module("frcnn_fast.ops.roi_pool")
+    recompute_on = roi_pool_module.RECOMPUTE_ARGMAX_ON
+    roi_pool_module.RECOMPUTE_ARGMAX_ON = ()
     try:
         with EmulatedCuda():
             yield ext
     finally:
+        roi_pool_module.RECOMPUTE_ARGMAX_ON = recompute_on
         restore(ext, saved)
