@@ -113,6 +113,7 @@ COVERAGE: List[Tuple[str, Tuple[str, ...], List[str]]] = [
     ("csrc/cpu/roi_pool*", *_cpu(*_t("roi_pool", "roi_pool_inference", "roi_shared", "ties"))),
     ("csrc/cpu/roi_align*", *_cpu(*_t("roi_align", "roi_shared", "multiscale_roi_align"))),
     ("csrc/cpu/roi_tasks.h", *_cpu(*ROI)),
+    ("csrc/cpu/layout_copy.h", *_cpu(*ROI)),
     ("csrc/cpu/parallel.h", *_cpu(*_t("box_ops", "box_iou", "box_coding", "threads"))),
     ("csrc/cpu/helper_pool.cpp", *_cpu(*_t("box_ops", "box_iou", "box_coding", "threads"))),
     ("csrc/cpu/*", *_cpu("tests")),

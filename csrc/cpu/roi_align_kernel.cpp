@@ -12,6 +12,7 @@
 #include "../common/roi_math.h"
 #include "../common/roi_params.h"
 #include "../roi_align.h"
+#include "layout_copy.h"
 #include "roi_tasks.h"
 
 // RoIAlign on the CPU. Every kernel first turns a RoI into a table of bilinear samples
@@ -295,7 +296,7 @@ std::vector<at::Tensor> multilevel_backward(
           level_of, g);
     });
   }
-  for (auto& a : acc) a = finish_grad_map(a.contiguous(memory_format_of(channels_last)), dtype);
+  for (auto& a : acc) a = finish_grad_map(channels_last ? a : channels_last_to_nchw(a), dtype);
   return acc;
 }
 

@@ -17,6 +17,7 @@
 #include "../common/roi_math.h"
 #include "../common/roi_params.h"
 #include "../roi_pool.h"
+#include "layout_copy.h"
 #include "roi_tasks.h"
 
 // RoI max pooling on the CPU. Forward splits RoIs across threads and always runs on a
@@ -381,13 +382,7 @@ at::Tensor roi_pool_backward_recompute_cpu(
       }
     });
   }
-  if (!channels_last) {
-    // A fresh NCHW tensor, not acc.contiguous(): that would keep acc's strides where a size-1
-    // dimension lets a channels-last tensor pass as contiguous.
-    acc = at::empty(acc.sizes(), acc.options().memory_format(at::MemoryFormat::Contiguous))
-              .copy_(acc);
-  }
-  return finish_grad_map(acc, dtype);
+  return finish_grad_map(channels_last ? acc : channels_last_to_nchw(acc), dtype);
 }
 
 }  // namespace

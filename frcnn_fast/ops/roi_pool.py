@@ -24,8 +24,20 @@ from ._roi import (
 RECOMPUTE_ARGMAX_ON = ("cpu",)
 
 
-def _recomputes_argmax(input: Tensor) -> bool:
+def _can_recompute_argmax(input: Tensor) -> bool:
     return input.device.type in RECOMPUTE_ARGMAX_ON
+
+
+def _recomputes_argmax(input: Tensor, rois: Tensor, ph: int, pw: int) -> bool:
+    """Whether a differentiable call takes the recomputing path. On an NCHW map the backward
+    also pays two layout copies of the whole map (to channels-last and back), which the argmax
+    it saves pays for only once the pooled bins outnumber twice the map's cells (measured here:
+    at 128 RoIs of 7x7 on 2x512x50x50 the stored argmax was 15% faster, at 300 the recomputed
+    one 30-45%); a channels-last map needs no copy."""
+    if not _can_recompute_argmax(input) or input.dim() != 4:
+        return False  # (a bad input is left to the op's checks, which name what is wrong)
+    n, _, h, w = input.shape
+    return channels_last(input) or rois.shape[0] * ph * pw >= 2 * n * h * w
 
 
 @torch.fx.wrap
@@ -75,10 +87,11 @@ def roi_pool(
     ph, pw = check_output_size(output_size)
     scale = check_scale(spatial_scale)
     det = resolve_deterministic(deterministic)
-    if torch.is_grad_enabled() and input.requires_grad and not _recomputes_argmax(input):
+    needs_grad = torch.is_grad_enabled() and input.requires_grad
+    if needs_grad and not _recomputes_argmax(input, rois, ph, pw):
         return torch.ops.frcnn_fast.roi_pool.default(input, rois, scale, ph, pw, det)[0]
-    # No argmax: either no gradient will flow back, or the backend is the CPU, whose backward
-    # recomputes each bin's argmax from the input (the same comparisons, so the same bits).
+    # No argmax: either no gradient will flow back, or the backward recomputes each bin's
+    # argmax from the input (CPU; the same comparisons, so the same bits).
     # Neither computes nor stores the int64 argmax, twice the output's bytes in float32.
     return torch.ops.frcnn_fast.roi_pool_inference.default(input, rois, scale, ph, pw)
 
@@ -107,7 +120,7 @@ no_double_backward("frcnn_fast::_roi_pool_backward", "roi_pool")
 
 def _inference_setup_context(ctx, inputs, output):
     input, rois, scale, _ph, _pw = inputs
-    ctx.recompute = _recomputes_argmax(input)
+    ctx.recompute = _can_recompute_argmax(input)
     if ctx.recompute:
         ctx.save_for_backward(input, rois)
         ctx.spatial_scale = scale
