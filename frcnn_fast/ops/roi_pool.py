@@ -32,8 +32,8 @@ def _recomputes_argmax(input: Tensor, rois: Tensor, ph: int, pw: int) -> bool:
     """Whether a differentiable call takes the recomputing path. On an NCHW map the backward
     also pays two layout copies of the whole map (to channels-last and back), which the argmax
     it saves pays for only once the pooled bins outnumber twice the map's cells (measured here:
-    at 128 RoIs of 7x7 on 2x512x50x50 the stored argmax was 15% faster, at 300 the recomputed
-    one 30-45%); a channels-last map needs no copy."""
+    at 128 RoIs of 7x7 on 2x512x50x50 the stored argmax was 13-18% faster, at 300 the
+    recomputed one about 30%); a channels-last map needs no copy."""
     if not _can_recompute_argmax(input) or input.dim() != 4:
         return False  # (a bad input is left to the op's checks, which name what is wrong)
     n, _, h, w = input.shape
@@ -55,11 +55,11 @@ def roi_pool(
     Differentiable in ``input``. ``deterministic`` (default
     ``torch.are_deterministic_algorithms_enabled()``) asks for a backward that gives the same
     bits on every run; the CPU backward always does. Under ``torch.no_grad()``, for an input
-    that does not require grad, and on CPU it runs ``roi_pool_inference``, which skips the
-    argmax; its CPU backward recomputes the argmax from the input, with the same bits. A
-    quantized ``input`` is pooled in float and requantized with its scale and zero point (max
-    pooling commutes with the affine map). Leaf of ``torch.fx`` traces; compiles with
-    ``torch.jit.script``.
+    that does not require grad, and on CPU (but for an NCHW map with few RoIs) it runs
+    ``roi_pool_inference``, which skips the argmax; its CPU backward recomputes the argmax from
+    the input, with the same bits. A quantized ``input`` is pooled in float and requantized with
+    its scale and zero point (max pooling commutes with the affine map). Leaf of ``torch.fx``
+    traces; compiles with ``torch.jit.script``.
     """
     if torch.jit.is_scripting():
         ph, pw = output_size_pair(output_size)
