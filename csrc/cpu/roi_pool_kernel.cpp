@@ -149,6 +149,24 @@ struct GradStrides {
   int64_t roi, channel, bin;
 };
 
+// The pooled gradient as it comes when it is NCHW or channels-last (else copied to `fmt`), and
+// its strides. From the layout, not grad.stride(): a size-1 dimension may have any stride.
+struct PooledGrad {
+  at::Tensor tensor;
+  GradStrides strides;
+};
+
+inline PooledGrad pooled_grad_as_given(const at::Tensor& grad_in, at::MemoryFormat fmt) {
+  const at::Tensor grad =
+      grad_in.is_contiguous() || grad_in.is_contiguous(at::MemoryFormat::ChannelsLast)
+      ? grad_in
+      : grad_in.contiguous(fmt);
+  const int64_t channels = grad.size(1), bins = grad.size(2) * grad.size(3);
+  const GradStrides strides = grad.is_contiguous() ? GradStrides{channels * bins, bins, 1}
+                                                   : GradStrides{channels * bins, 1, channels};
+  return {grad, strides};
+}
+
 // Backward: every bin's gradient goes to its argmax cell. A task owns one image's gradient
 // planes for a block of channels and visits the image's RoIs in index order, bin by bin, so
 // each cell sums its contributions in (RoI index, bin) order: the same bits for any split.
@@ -314,11 +332,8 @@ at::Tensor roi_pool_backward_cpu(
   const auto fmt = memory_format_of(channels_last);
   // The gradient as it comes when it is NCHW or channels-last, the argmax in the layout the
   // forward wrote it.
-  const at::Tensor grad =
-      grad_in.is_contiguous() || grad_in.is_contiguous(at::MemoryFormat::ChannelsLast)
-      ? grad_in
-      : grad_in.contiguous(fmt);
-  const bool nchw_grad = grad.is_contiguous();
+  const PooledGrad pooled = pooled_grad_as_given(grad_in, fmt);
+  const at::Tensor& grad = pooled.tensor;
   const at::Tensor argmax = argmax_in.contiguous(fmt);
   const at::Tensor boxes = boxes_in.contiguous();
   const std::vector<int64_t> batch = roi_batch_indices(boxes, batch_size);
@@ -330,13 +345,9 @@ at::Tensor roi_pool_backward_cpu(
         batch_size, channels, height, width, 1.0, grad.size(2), grad.size(3), channels_last);
     FRCNN_DISPATCH_FLOATING_TYPES(dtype, "roi_pool_backward_cpu", [&] {
       using G = at::opmath_type<scalar_t>;
-      // From the layout, not grad.stride(): a size-1 dimension may have any stride.
-      const int64_t bins_n = p.bins();
-      const GradStrides gs = nchw_grad ? GradStrides{channels * bins_n, bins_n, 1}
-                                       : GradStrides{channels * bins_n, 1, channels};
       backward(
-          grad.const_data_ptr<scalar_t>(), gs, argmax.const_data_ptr<int64_t>(), batch, p,
-          acc.mutable_data_ptr<G>());
+          grad.const_data_ptr<scalar_t>(), pooled.strides, argmax.const_data_ptr<int64_t>(), batch,
+          p, acc.mutable_data_ptr<G>());
     });
   }
   return finish_grad_map(acc, dtype);
@@ -349,11 +360,8 @@ at::Tensor roi_pool_backward_recompute_cpu(
     double spatial_scale) {
   check_roi_pool_backward_recompute_inputs(grad_in, input_in, boxes_in, spatial_scale);
   const bool channels_last = use_channels_last(input_in);
-  const at::Tensor grad =
-      grad_in.is_contiguous() || grad_in.is_contiguous(at::MemoryFormat::ChannelsLast)
-      ? grad_in
-      : grad_in.contiguous(memory_format_of(channels_last));
-  const bool nchw_grad = grad.is_contiguous();
+  const PooledGrad pooled = pooled_grad_as_given(grad_in, memory_format_of(channels_last));
+  const at::Tensor& grad = pooled.tensor;
   const at::Tensor input = input_in.contiguous(at::MemoryFormat::ChannelsLast);
   const at::Tensor boxes = boxes_in.contiguous();
   const RoiParams p = pool_params(
@@ -367,13 +375,10 @@ at::Tensor roi_pool_backward_recompute_cpu(
     const bool small_plane = p.height * p.width <= std::numeric_limits<int32_t>::max();
     FRCNN_DISPATCH_FLOATING_TYPES(dtype, "roi_pool_backward_recompute_cpu", [&] {
       using G = at::opmath_type<scalar_t>;
-      const int64_t bins_n = p.bins();
-      const GradStrides gs = nchw_grad ? GradStrides{p.channels * bins_n, bins_n, 1}
-                                       : GradStrides{p.channels * bins_n, 1, p.channels};
       const auto run = [&](auto index_tag) {
         backward_recompute<scalar_t, decltype(index_tag)>(
             input.const_data_ptr<scalar_t>(), boxes.const_data_ptr<scalar_t>(),
-            grad.const_data_ptr<scalar_t>(), gs, batch, p, acc.mutable_data_ptr<G>());
+            grad.const_data_ptr<scalar_t>(), pooled.strides, batch, p, acc.mutable_data_ptr<G>());
       };
       if (small_plane) {
         run(int32_t{});
