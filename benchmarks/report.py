@@ -255,9 +255,15 @@ def peaks_line(meta: dict) -> str:
             else f"{v:,.0f} GFLOP/s"
             for k, v in p["gflops"].items()
         )
+        # Runs recorded before the fresh-memory figure existed lack it.
+        fresh = (
+            f"; a new buffer's allocate + fill {p['fresh_fill_gbs']:.1f}"
+            if p.get("fresh_fill_gbs")
+            else ""
+        )
         lines.append(
             f"Roofline peaks ({kind}): {p['bandwidth_gbs']:.1f} GB/s (fill {p['fill_gbs']:.1f}, "
-            f"copy {p['copy_gbs']:.1f}), {p['matmul_dtype']} {rates}"
+            f"copy {p['copy_gbs']:.1f}{fresh}), {p['matmul_dtype']} {rates}"
         )
     return "\n".join(lines)
 

@@ -7,6 +7,12 @@ a second:
   between two such buffers (bytes read + bytes written / time), at the run's thread count. The
   buffers are at least 4x all the last-level caches together (``buffer_mib``), so this is DRAM
   traffic. The bound uses the larger of the two.
+* for reference, not in the bound: **allocate and fill**, ``torch.empty(n).fill_``, a new buffer
+  each time. This is the least an op that returns a new tensor pays for its output: on a CPU
+  every first touch of a page faults and the kernel zeroes the page, so a large fresh output
+  costs several times what writing into touched memory does. The bound holds kernels to the
+  touched-memory figure all the same; ``fresh_fill_gbs`` shows how much of a gap is the
+  allocation.
 * **float32 multiply-add throughput**: ``torch.mm`` of two square float32 matrices
   (``2 n^3`` flops: a multiply-add counts 2) on one thread and at the run's thread count (on a
   GPU: one large matmul in full float32, TF32 off).
@@ -117,7 +123,17 @@ def measure_peaks(device: torch.device, threads: int, dtype: torch.dtype, second
     fill_s = _median_s("dst.fill_(3.0)", {"dst": dst}, device, threads, seconds)
     copy_s = _median_s("dst.copy_(src)", {"dst": dst, "src": src}, device, threads, seconds)
     del src, dst
+    # What an op that returns a new tensor pays at least: allocate and write it (a CPU's
+    # first touch of each page faults, and the kernel zeroes the page first).
+    fresh_s = _median_s(
+        "torch.empty(n, device=device).fill_(3.0)",
+        {"torch": torch, "n": n, "device": device},
+        device,
+        threads,
+        seconds,
+    )
     fill_gbs, copy_gbs = n * 4 / fill_s / 1e9, 2 * n * 4 / copy_s / 1e9
+    fresh_gbs = n * 4 / fresh_s / 1e9
 
     if kind == "cuda":
         sizes = {"device": MATMUL_N_CUDA}
@@ -140,6 +156,7 @@ def measure_peaks(device: torch.device, threads: int, dtype: torch.dtype, second
         "bandwidth_gbs": round(max(fill_gbs, copy_gbs), 2),
         "fill_gbs": round(fill_gbs, 2),
         "copy_gbs": round(copy_gbs, 2),
+        "fresh_fill_gbs": round(fresh_gbs, 2),
         "gflops": {k: round(v, 1) for k, v in gflops.items()},
         "threads": threads,
         "matmul_dtype": str(mm_dtype).replace("torch.", ""),
@@ -151,6 +168,7 @@ def measure_peaks(device: torch.device, threads: int, dtype: torch.dtype, second
             f"median of torch.utils.benchmark blocked_autorange (~{seconds:g} s each): "
             f"fill_ of {mib} MiB float32 (bytes written / s) and copy_ between two such buffers "
             f"((bytes read + written) / s) at {threads} thread(s); bound bandwidth = the larger; "
+            f"for reference (not in the bound), empty + fill_ of a new buffer of that size; "
             f"torch.mm of square {str(mm_dtype).replace('torch.', '')} matrices, 2 n^3 flops / s"
         ),
     }

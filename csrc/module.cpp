@@ -2,7 +2,10 @@
 // op; its one Python function reports what this binary was compiled with.
 #include <Python.h>
 
+#include <exception>
 #include <string>
+
+#include "cpu/cpu_isa.h"
 
 #ifdef FRCNN_FAST_WITH_CUDA
 #include <cuda_runtime_api.h>
@@ -38,8 +41,33 @@ PyObject* build_info(PyObject* /*self*/, PyObject* /*args*/) {
 #endif
 }
 
+// (chosen, supported): the instruction set the CPU kernels' hot loops run (cpu/cpu_isa.h),
+// and the comma-separated sets this processor runs.
+PyObject* cpu_isa(PyObject* /*self*/, PyObject* /*args*/) {
+  try {
+    const char* chosen = frcnn_fast::cpu_isa_name(frcnn_fast::cpu_isa());
+    return Py_BuildValue("(ss)", chosen, frcnn_fast::supported_cpu_isas().c_str());
+  } catch (const std::exception& e) {  // a bad FRCNN_FAST_CPU_ISA
+    PyErr_SetString(PyExc_ValueError, e.what());
+    return nullptr;
+  }
+}
+
+PyObject* set_cpu_isa(PyObject* /*self*/, PyObject* args) {
+  const char* name = nullptr;
+  if (!PyArg_ParseTuple(args, "s", &name)) return nullptr;
+  try {
+    return PyUnicode_FromString(frcnn_fast::set_cpu_isa(name).c_str());
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_ValueError, e.what());
+    return nullptr;
+  }
+}
+
 PyMethodDef methods[] = {
     {"build_info", build_info, METH_NOARGS, "What this binary was compiled with."},
+    {"cpu_isa", cpu_isa, METH_NOARGS, "(chosen, supported) CPU instruction sets."},
+    {"_set_cpu_isa", set_cpu_isa, METH_VARARGS, "Run the CPU loops compiled for this set."},
     {nullptr, nullptr, 0, nullptr},
 };
 

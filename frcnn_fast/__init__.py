@@ -38,10 +38,14 @@ def build_info():
     Returns a dict with ``backends`` (``["cpu"]`` or ``["cpu", "cuda"]``), ``cuda_version``
     (the CUDA runtime compiled against, or None), ``cuda_archs`` (``TORCH_CUDA_ARCH_LIST``
     entries), ``torch_version`` (the torch the binary was built against), ``cpu_only_requested``
-    (True when the build was asked to leave CUDA out with ``FRCNN_FAST_CPU_ONLY=1``) and
-    ``version``.
+    (True when the build was asked to leave CUDA out with ``FRCNN_FAST_CPU_ONLY=1``),
+    ``cpu_isa`` (the instruction set the CPU RoI loops run: ``"avx2"`` where the processor has
+    it, else ``"baseline"``; ``FRCNN_FAST_CPU_ISA`` pins it; every set gives the same bits),
+    ``cpu_isas`` (the sets this processor runs) and ``version``.
     """
     info = dict(_C.build_info())
+    info["cpu_isa"], supported = _C.cpu_isa()
+    info["cpu_isas"] = supported.split(", ")
     info["cuda_archs"] = [a for a in info["cuda_archs"].replace(" ", ";").split(";") if a]
     info["version"] = __version__
     return info

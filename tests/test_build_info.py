@@ -24,6 +24,7 @@ def test_build_info_keys_and_types():
     info = frcnn_fast.build_info()
     assert isinstance(info, dict)
     keys = ("backends", "cuda_version", "cuda_archs", "torch_version", "cpu_only_requested")
+    keys += ("cpu_isa", "cpu_isas")
     for key in keys + ("version",):
         assert key in info, f"build_info() lacks {key!r}: {info}"
     assert isinstance(info["backends"], list) and all(isinstance(b, str) for b in info["backends"])
