@@ -31,7 +31,9 @@
 // sample is applied to a contiguous run of channels, a loop that vectorises. An NCHW input is
 // copied to channels-last once (the map is small next to the pooled output), its output
 // written through a per-RoI transpose tile, its gradient summed channels-last and converted
-// once. Per element, each layout keeps the operation order of its CUDA kernel.
+// once. Per element, each layout keeps the operation order of its CUDA kernel. This file holds
+// the entries; the loops are in roi_align_loops.h, compiled once per instruction set
+// (cpu_isa.h).
 
 namespace frcnn_fast {
 namespace {

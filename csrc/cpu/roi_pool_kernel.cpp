@@ -28,7 +28,8 @@
 // each bin's gradient to its argmax cell; threads own (image, block of channels) gradient planes
 // and visit the image's RoIs in index order, so sums are the same bits for any thread count.
 // roi_pool_inference runs the same forward without the argmax: the same max, compared in the
-// same order, so the same output bits.
+// same order, so the same output bits. This file holds the entries; the loops are in
+// roi_pool_loops.h, compiled once per instruction set (cpu_isa.h).
 
 namespace frcnn_fast {
 namespace {
