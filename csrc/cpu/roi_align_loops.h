@@ -62,19 +62,19 @@ void build_table(
   }
 }
 
-// One bin of one RoI for every channel of a channels-last image, in the NCHW kernels' order
-// of operations: the sum adds each sample's weighted sum of its four neighbours (NHWC adds
-// the neighbours one at a time), so an NCHW input pooled here gives the per-plane loop's
-// bits. The loop over contiguous channels vectorises (a sample's weights are the same for
-// every channel). Into a[0, c_n): the sums divided by `count`.
-template <typename G, typename scalar_t>
-inline void grouped_bin_sums(
+// One bin of one RoI for every channel of a channels-last image, into out[0, c_n): the sums
+// over the bin's samples divided by `count`, in either layout's order of operations (each
+// that of its CUDA kernel): kGrouped (NCHW) adds each sample's weighted sum of its four
+// neighbours, so an NCHW input pooled here gives the per-plane loop's bits; otherwise (NHWC)
+// the neighbours are added one at a time. The loop over contiguous channels vectorises (a
+// sample's weights are the same for every channel). A block of channels at a time, summed in
+// a local array: GCC then vectorises the channel loop outright. Summing into the output
+// itself, it fused two samples' iterations into one scalar loop (unroll-and-jam) and ran the
+// NCHW forward at half the speed.
+template <bool kGrouped, typename G, typename scalar_t, typename T>
+inline void bin_sums(
     const scalar_t* image, int64_t c_n, const int64_t* off, const G* wt, int64_t s0, int64_t s1,
-    G count, G* __restrict a) {
-  // A block of channels at a time, summed in a local array: GCC then vectorises the channel
-  // loop outright. Summing into `a` itself, it fused two samples' iterations into one scalar
-  // loop (unroll-and-jam) and ran the NCHW forward at half the speed. Per element the order
-  // of the additions is unchanged.
+    G count, T* __restrict out) {
   constexpr int64_t kBlock = 64;
   for (int64_t c0 = 0; c0 < c_n; c0 += kBlock) {
     const int64_t len = c_n - c0 < kBlock ? c_n - c0 : kBlock;
@@ -83,39 +83,25 @@ inline void grouped_bin_sums(
     for (int64_t s = s0; s < s1; ++s) {
       const int64_t* q = off + 4 * s;
       const G* w = wt + 4 * s;
-      const scalar_t* x0 = image + q[0] * c_n + c0;
-      const scalar_t* x1 = image + q[1] * c_n + c0;
-      const scalar_t* x2 = image + q[2] * c_n + c0;
-      const scalar_t* x3 = image + q[3] * c_n + c0;
-      const G w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
-      for (int64_t c = 0; c < len; ++c) {
-        acc[c] += w0 * static_cast<G>(x0[c]) + w1 * static_cast<G>(x1[c]) +
-            w2 * static_cast<G>(x2[c]) + w3 * static_cast<G>(x3[c]);
+      if constexpr (kGrouped) {
+        const scalar_t* x0 = image + q[0] * c_n + c0;
+        const scalar_t* x1 = image + q[1] * c_n + c0;
+        const scalar_t* x2 = image + q[2] * c_n + c0;
+        const scalar_t* x3 = image + q[3] * c_n + c0;
+        const G w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+        for (int64_t c = 0; c < len; ++c) {
+          acc[c] += w0 * static_cast<G>(x0[c]) + w1 * static_cast<G>(x1[c]) +
+              w2 * static_cast<G>(x2[c]) + w3 * static_cast<G>(x3[c]);
+        }
+      } else {
+        for (int j = 0; j < 4; ++j) {
+          const scalar_t* x = image + q[j] * c_n + c0;
+          const G wj = w[j];
+          for (int64_t c = 0; c < len; ++c) acc[c] += wj * static_cast<G>(x[c]);
+        }
       }
     }
-    for (int64_t c = 0; c < len; ++c) a[c0 + c] = acc[c] / count;
-  }
-}
-
-// The same for a channels-last output, in the NHWC kernel's order (the neighbours added one
-// at a time), written straight to the output row `o`.
-template <typename G, typename scalar_t>
-inline void bin_sums(
-    const scalar_t* image, int64_t c_n, const int64_t* off, const G* wt, int64_t s0, int64_t s1,
-    G count, scalar_t* __restrict o) {
-  constexpr int64_t kBlock = 64;
-  for (int64_t c0 = 0; c0 < c_n; c0 += kBlock) {
-    const int64_t len = c_n - c0 < kBlock ? c_n - c0 : kBlock;
-    G acc[kBlock];
-    for (int64_t c = 0; c < len; ++c) acc[c] = G(0);
-    for (int64_t s = s0; s < s1; ++s) {
-      for (int j = 0; j < 4; ++j) {
-        const scalar_t* x = image + off[4 * s + j] * c_n + c0;
-        const G w = wt[4 * s + j];
-        for (int64_t c = 0; c < len; ++c) acc[c] += w * static_cast<G>(x[c]);
-      }
-    }
-    for (int64_t c = 0; c < len; ++c) o[c0 + c] = static_cast<scalar_t>(acc[c] / count);
+    for (int64_t c = 0; c < len; ++c) out[c0 + c] = static_cast<T>(acc[c] / count);
   }
 }
 
@@ -146,13 +132,13 @@ void forward(
       const G* wt = t.weight.data();
       if (nchw_out) {
         for (int64_t b = 0; b < bins; ++b) {
-          grouped_bin_sums(
+          bin_sums<true>(
               image, c_n, off, wt, t.begin(b), t.bin_end[b], t.count, tile.data() + b * ld);
         }
         transpose_tile(tile.data(), ld, bins, c_n, out + k * c_n * bins);
       } else {
         for (int64_t b = 0; b < bins; ++b) {
-          bin_sums(
+          bin_sums<false>(
               image, c_n, off, wt, t.begin(b), t.bin_end[b], t.count, out + (k * bins + b) * c_n);
         }
       }
