@@ -2,8 +2,9 @@
 // op; its one Python function reports what this binary was compiled with.
 #include <Python.h>
 
-#include <exception>
 #include <string>
+
+#include <c10/util/Exception.h>
 
 #include "cpu/cpu_isa.h"
 
@@ -47,8 +48,8 @@ PyObject* cpu_isa(PyObject* /*self*/, PyObject* /*args*/) {
   try {
     const char* chosen = frcnn_fast::cpu_isa_name(frcnn_fast::cpu_isa());
     return Py_BuildValue("(ss)", chosen, frcnn_fast::supported_cpu_isas().c_str());
-  } catch (const std::exception& e) {  // a bad FRCNN_FAST_CPU_ISA
-    PyErr_SetString(PyExc_ValueError, e.what());
+  } catch (const c10::Error& e) {  // a bad FRCNN_FAST_CPU_ISA; the message, not the C++ stack
+    PyErr_SetString(PyExc_ValueError, e.what_without_backtrace());
     return nullptr;
   }
 }
@@ -58,8 +59,8 @@ PyObject* set_cpu_isa(PyObject* /*self*/, PyObject* args) {
   if (!PyArg_ParseTuple(args, "s", &name)) return nullptr;
   try {
     return PyUnicode_FromString(frcnn_fast::set_cpu_isa(name).c_str());
-  } catch (const std::exception& e) {
-    PyErr_SetString(PyExc_ValueError, e.what());
+  } catch (const c10::Error& e) {
+    PyErr_SetString(PyExc_ValueError, e.what_without_backtrace());
     return nullptr;
   }
 }
